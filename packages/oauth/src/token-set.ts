@@ -1,0 +1,181 @@
+import { inspect } from 'node:util';
+import { isSecretKey, redact } from './redact.ts';
+
+/**
+ * A token endpoint's answer as the provider sent it (RFC 6749 §5.1), after
+ * validation. Unknown members (Salesforce `instance_url`, Slack `team`) are kept.
+ */
+export interface TokenResponse {
+  access_token: string;
+  token_type: string;
+  expires_in?: number;
+  refresh_token?: string;
+  scope?: string;
+  id_token?: string;
+  [member: string]: unknown;
+}
+
+/**
+ * The plain, storable form of a token set. It holds secrets: only stores and the
+ * code that hands a token to its user touch it.
+ */
+export interface StoredTokenSet {
+  /** Every member the provider sent, merged over earlier responses. */
+  tokens: TokenResponse;
+  /** Absolute expiry in seconds since the epoch, or null when unknown. */
+  expires_at: number | null;
+  /** When the response that set the current access token arrived (seconds since the epoch). */
+  received_at: number;
+}
+
+/**
+ * A token set that cannot leak by accident: `JSON.stringify`, `console.log`,
+ * `util.inspect` and template strings all print a redacted summary. The secrets
+ * are reached only through the explicit accessors and {@link TokenSet.toStored}.
+ */
+export class TokenSet {
+  readonly #stored: StoredTokenSet;
+
+  private constructor(stored: StoredTokenSet) {
+    this.#stored = stored;
+  }
+
+  /**
+   * A token set from a fresh token response.
+   *
+   * @param receivedAt when the response arrived, in milliseconds (Date.now()).
+   * @param defaultLifetimeSeconds the profile's assumed lifetime when `expires_in` is absent.
+   */
+  static fromResponse(
+    response: TokenResponse,
+    receivedAt: number,
+    defaultLifetimeSeconds?: number,
+  ): TokenSet {
+    const receivedSeconds = Math.floor(receivedAt / 1000);
+    const lifetime = response.expires_in ?? defaultLifetimeSeconds;
+    return new TokenSet({
+      tokens: { ...response },
+      expires_at: lifetime === undefined ? null : receivedSeconds + Math.floor(lifetime),
+      received_at: receivedSeconds,
+    });
+  }
+
+  /** Rebuilds a token set from its stored form, checking its shape. */
+  static fromStored(stored: StoredTokenSet): TokenSet {
+    const tokens: unknown = stored?.tokens;
+    if (
+      typeof tokens !== 'object' ||
+      tokens === null ||
+      typeof (tokens as TokenResponse).access_token !== 'string' ||
+      typeof (tokens as TokenResponse).token_type !== 'string' ||
+      !(stored.expires_at === null || Number.isFinite(stored.expires_at)) ||
+      !Number.isFinite(stored.received_at)
+    ) {
+      throw new TypeError(
+        'stored token set is malformed: expected {tokens: {access_token, token_type, …}, expires_at, received_at}',
+      );
+    }
+    return new TokenSet({
+      tokens: { ...(tokens as TokenResponse) },
+      expires_at: stored.expires_at,
+      received_at: stored.received_at,
+    });
+  }
+
+  /**
+   * Merges a refresh response over this set: members the response carries replace
+   * the old ones, members it omits are kept (above all `refresh_token`, which most
+   * providers send only when it changes). The expiry is recomputed from the new
+   * response alone: an old `expires_in` says nothing about a new access token.
+   */
+  merge(response: TokenResponse, receivedAt: number, defaultLifetimeSeconds?: number): TokenSet {
+    const next = TokenSet.fromResponse(response, receivedAt, defaultLifetimeSeconds);
+    const tokens: TokenResponse = { ...this.#stored.tokens, ...next.#stored.tokens };
+    if (response.expires_in === undefined) delete tokens.expires_in;
+    return new TokenSet({ ...next.#stored, tokens });
+  }
+
+  get accessToken(): string {
+    return this.#stored.tokens.access_token;
+  }
+
+  get refreshToken(): string | undefined {
+    return this.#stored.tokens.refresh_token;
+  }
+
+  /** The token type as an `Authorization` scheme: `Bearer` for any spelling of bearer. */
+  get authorizationScheme(): string {
+    const type = this.#stored.tokens.token_type;
+    return type.toLowerCase() === 'bearer' ? 'Bearer' : type;
+  }
+
+  get tokenType(): string {
+    return this.#stored.tokens.token_type;
+  }
+
+  get scope(): string | undefined {
+    return this.#stored.tokens.scope;
+  }
+
+  /** Seconds since the epoch, or undefined when neither the provider nor the profile says. */
+  get expiresAt(): number | undefined {
+    return this.#stored.expires_at ?? undefined;
+  }
+
+  get receivedAt(): number {
+    return this.#stored.received_at;
+  }
+
+  /** The access token's lifetime as issued, in seconds, when known. */
+  get lifetimeSeconds(): number | undefined {
+    const expiresAt = this.#stored.expires_at;
+    return expiresAt === null ? undefined : expiresAt - this.#stored.received_at;
+  }
+
+  /** Seconds left before expiry at `now` (milliseconds), or undefined when unknown. */
+  secondsLeft(now: number = Date.now()): number | undefined {
+    const expiresAt = this.#stored.expires_at;
+    return expiresAt === null ? undefined : expiresAt - now / 1000;
+  }
+
+  /** Non-secret members of the response (`instance_url`, `scope`, …), for callers and APIs. */
+  get extra(): Record<string, unknown> {
+    const extra: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(this.#stored.tokens)) {
+      if (!isSecretKey(key) && key !== 'token_type' && key !== 'expires_in')
+        extra[key] = redact(value);
+    }
+    return extra;
+  }
+
+  /** A member of the response by name (`instance_url`), secrets included. */
+  get(member: string): unknown {
+    return this.#stored.tokens[member];
+  }
+
+  /** The whole response, secrets included: for stores and for `updateKeys`. */
+  toStored(): StoredTokenSet {
+    return {
+      tokens: { ...this.#stored.tokens },
+      expires_at: this.#stored.expires_at,
+      received_at: this.#stored.received_at,
+    };
+  }
+
+  /** What logging shows: which members exist, never their secret values. */
+  toJSON(): Record<string, unknown> {
+    return {
+      tokens: redact(this.#stored.tokens),
+      expires_at: this.#stored.expires_at,
+      received_at: this.#stored.received_at,
+    };
+  }
+
+  toString(): string {
+    return `TokenSet(${this.tokenType}, expires_at=${this.#stored.expires_at ?? 'unknown'})`;
+  }
+
+  [inspect.custom](): string {
+    return `TokenSet ${inspect(this.toJSON(), { depth: 3 })}`;
+  }
+}
