@@ -22,10 +22,14 @@ export interface TokenResponse {
 export interface StoredTokenSet {
   /** Every member the provider sent, merged over earlier responses. */
   tokens: TokenResponse;
-  /** Absolute expiry in seconds since the epoch, or null when unknown. */
-  expires_at: number | null;
-  /** When the response that set the current access token arrived (seconds since the epoch). */
-  received_at: number;
+  /**
+   * Absolute expiry in milliseconds since the epoch, or null when unknown.
+   * Milliseconds, not seconds: with one-second tokens a whole second of rounding
+   * would make every token look expired on arrival.
+   */
+  expires_at_ms: number | null;
+  /** When the response that set the current access token arrived (ms since the epoch). */
+  received_at_ms: number;
 }
 
 /**
@@ -51,12 +55,11 @@ export class TokenSet {
     receivedAt: number,
     defaultLifetimeSeconds?: number,
   ): TokenSet {
-    const receivedSeconds = Math.floor(receivedAt / 1000);
     const lifetime = response.expires_in ?? defaultLifetimeSeconds;
     return new TokenSet({
       tokens: { ...response },
-      expires_at: lifetime === undefined ? null : receivedSeconds + Math.floor(lifetime),
-      received_at: receivedSeconds,
+      expires_at_ms: lifetime === undefined ? null : receivedAt + Math.floor(lifetime * 1000),
+      received_at_ms: receivedAt,
     });
   }
 
@@ -68,17 +71,17 @@ export class TokenSet {
       tokens === null ||
       typeof (tokens as TokenResponse).access_token !== 'string' ||
       typeof (tokens as TokenResponse).token_type !== 'string' ||
-      !(stored.expires_at === null || Number.isFinite(stored.expires_at)) ||
-      !Number.isFinite(stored.received_at)
+      !(stored.expires_at_ms === null || Number.isFinite(stored.expires_at_ms)) ||
+      !Number.isFinite(stored.received_at_ms)
     ) {
       throw new TypeError(
-        'stored token set is malformed: expected {tokens: {access_token, token_type, …}, expires_at, received_at}',
+        'stored token set is malformed: expected {tokens: {access_token, token_type, …}, expires_at_ms, received_at_ms}',
       );
     }
     return new TokenSet({
       tokens: { ...(tokens as TokenResponse) },
-      expires_at: stored.expires_at,
-      received_at: stored.received_at,
+      expires_at_ms: stored.expires_at_ms,
+      received_at_ms: stored.received_at_ms,
     });
   }
 
@@ -117,25 +120,32 @@ export class TokenSet {
     return this.#stored.tokens.scope;
   }
 
-  /** Seconds since the epoch, or undefined when neither the provider nor the profile says. */
+  /** Expiry in whole seconds since the epoch (rounded down), or undefined when neither the provider nor the profile says. */
   get expiresAt(): number | undefined {
-    return this.#stored.expires_at ?? undefined;
+    const ms = this.#stored.expires_at_ms;
+    return ms === null ? undefined : Math.floor(ms / 1000);
   }
 
-  get receivedAt(): number {
-    return this.#stored.received_at;
+  /** Expiry in milliseconds since the epoch, or undefined when unknown. */
+  get expiresAtMs(): number | undefined {
+    return this.#stored.expires_at_ms ?? undefined;
+  }
+
+  /** When the current access token arrived, in milliseconds since the epoch. */
+  get receivedAtMs(): number {
+    return this.#stored.received_at_ms;
   }
 
   /** The access token's lifetime as issued, in seconds, when known. */
   get lifetimeSeconds(): number | undefined {
-    const expiresAt = this.#stored.expires_at;
-    return expiresAt === null ? undefined : expiresAt - this.#stored.received_at;
+    const expiresAt = this.#stored.expires_at_ms;
+    return expiresAt === null ? undefined : (expiresAt - this.#stored.received_at_ms) / 1000;
   }
 
   /** Seconds left before expiry at `now` (milliseconds), or undefined when unknown. */
   secondsLeft(now: number = Date.now()): number | undefined {
-    const expiresAt = this.#stored.expires_at;
-    return expiresAt === null ? undefined : expiresAt - now / 1000;
+    const expiresAt = this.#stored.expires_at_ms;
+    return expiresAt === null ? undefined : (expiresAt - now) / 1000;
   }
 
   /** Non-secret members of the response (`instance_url`, `scope`, …), for callers and APIs. */
@@ -157,8 +167,8 @@ export class TokenSet {
   toStored(): StoredTokenSet {
     return {
       tokens: { ...this.#stored.tokens },
-      expires_at: this.#stored.expires_at,
-      received_at: this.#stored.received_at,
+      expires_at_ms: this.#stored.expires_at_ms,
+      received_at_ms: this.#stored.received_at_ms,
     };
   }
 
@@ -166,13 +176,14 @@ export class TokenSet {
   toJSON(): Record<string, unknown> {
     return {
       tokens: redact(this.#stored.tokens),
-      expires_at: this.#stored.expires_at,
-      received_at: this.#stored.received_at,
+      expires_at_ms: this.#stored.expires_at_ms,
+      received_at_ms: this.#stored.received_at_ms,
     };
   }
 
   toString(): string {
-    return `TokenSet(${this.tokenType}, expires_at=${this.#stored.expires_at ?? 'unknown'})`;
+    const expiresAt = this.#stored.expires_at_ms;
+    return `TokenSet(${this.tokenType}, expires ${expiresAt === null ? 'unknown' : new Date(expiresAt).toISOString()})`;
   }
 
   [inspect.custom](): string {
