@@ -1,0 +1,36 @@
+# Every target brings Node.js 24 and the locked dependencies first (scripts/toolchain.sh),
+# so a machine with only Node 20 and npm can run them.
+RUN := scripts/toolchain.sh
+
+.PHONY: start test lint typecheck unit integration bench format setup
+
+## start: run the main job (today: the demo of the token lifecycle against the fake provider)
+start:
+	@$(RUN) node packages/cli/src/main.ts demo $(ARGS)
+
+## test: lint, type-check, unit and integration tests: what CI runs
+test:
+	@$(RUN) npm test
+
+lint:
+	@$(RUN) npm run lint
+
+typecheck:
+	@$(RUN) npm run typecheck
+
+unit:
+	@$(RUN) npm run test:unit
+
+integration:
+	@$(RUN) npm run test:integration
+
+format:
+	@$(RUN) npm run format
+
+## bench: the benchmarks in bench/; results go to bench/results/ and the table in bench/README.md is updated by hand
+bench:
+	@$(RUN) node bench/run.ts
+
+## setup: only install the toolchain and dependencies
+setup:
+	@$(RUN) true

@@ -1,0 +1,18 @@
+/** Runs every benchmark in sequence; each writes bench/results/<name>.json. */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const benches = ['b1-overhead.ts', 'b2-coalescing.ts', 'b3-rotation-storm.ts'];
+let failed = 0;
+for (const bench of benches) {
+  process.stdout.write(`\n== ${bench}\n`);
+  const result = spawnSync(
+    process.execPath,
+    [fileURLToPath(new URL(bench, import.meta.url)), ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+    },
+  );
+  if (result.status !== 0) failed++;
+}
+process.exitCode = failed === 0 ? 0 : 1;
