@@ -1,0 +1,155 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The vault's settings, from the environment and command-line flags (flags win),
+ * validated once at start-up: a bad setting stops start-up with every problem
+ * listed, then the result is frozen.
+ */
+export interface VaultConfig {
+  /** Where SQLite, the generated master key and the generated admin key live. */
+  readonly dataDir: string;
+  /** PostgreSQL connection string; SQLite in dataDir when absent. */
+  readonly databaseUrl: string | undefined;
+  /** PostgreSQL schema (tests give each run its own). */
+  readonly databaseSchema: string;
+  readonly host: string;
+  readonly port: number;
+  /** The URL users and providers reach this vault at (redirect URI base). */
+  readonly publicUrl: string;
+  /** Encryption keys from the environment: `kid:base64key,…`, the first encrypts. */
+  readonly masterKeys: string | undefined;
+  /** The admin API key from the environment. */
+  readonly adminKey: string | undefined;
+  /** Origins `returnTo` may point at, besides publicUrl. */
+  readonly returnToAllowlist: readonly string[];
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Start the built-in demo provider and register it as an auth client. */
+  readonly demoProvider: boolean;
+  /** The demo provider's access-token lifetime. */
+  readonly demoTokenLifetimeSeconds: number;
+  /** Identifies this process in leases and logs. */
+  readonly instanceId: string;
+  /** How long a refresh lease lives before another process may take it over. */
+  readonly leaseSeconds: number;
+  /** Timeout of one request to a token endpoint. */
+  readonly tokenRequestTimeoutMs: number;
+}
+
+export type ConfigSource = Readonly<Record<string, string | undefined>>;
+
+const booleanText = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no'])
+  .transform((value) => value === '1' || value === 'true' || value === 'yes');
+
+const origin = z.string().transform((value, ctx) => {
+  try {
+    const url = new URL(value);
+    return url.origin;
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not an absolute URL` });
+    return z.NEVER;
+  }
+});
+
+const schema = z.object({
+  TOKENWARDEN_DATA_DIR: z.string().min(1).default('.data/vault'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  TOKENWARDEN_DATABASE_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lowercase SQL identifier')
+    .default('public'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  TOKENWARDEN_PUBLIC_URL: z.url().optional(),
+  TOKENWARDEN_MASTER_KEYS: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/=_-]{43,44}(,[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/=_-]{43,44})*$/,
+      'must be kid:base64key[,kid:base64key…] with 32-byte keys (generate one with: openssl rand -base64 32)',
+    )
+    .optional(),
+  TOKENWARDEN_ADMIN_KEY: z
+    .string()
+    .regex(
+      /^twk_[A-Za-z0-9]+_[A-Za-z0-9_-]{32,}$/,
+      'must look like twk_<id>_<secret of 32+ characters>',
+    )
+    .optional(),
+  TOKENWARDEN_RETURN_TO_ALLOWLIST: z
+    .string()
+    .default('')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((item) => item.trim())
+        .filter((item) => item.length > 0),
+    )
+    .pipe(z.array(origin)),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TOKENWARDEN_DEMO_PROVIDER: booleanText.optional(),
+  TOKENWARDEN_DEMO_TOKEN_LIFETIME: z.coerce.number().positive().default(60),
+  TOKENWARDEN_INSTANCE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .optional(),
+  TOKENWARDEN_LEASE_SECONDS: z.coerce.number().positive().max(600).default(30),
+  TOKENWARDEN_TOKEN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+});
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/**
+ * Builds the configuration from environment variables (and flags already mapped
+ * to the same names by the CLI). Secret values are never echoed in problems.
+ */
+export function loadConfig(
+  source: ConfigSource,
+  defaults: { demoProvider?: boolean } = {},
+): VaultConfig {
+  const result = schema.safeParse(source);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map(
+        (issue) => `${issue.path.join('.') || '(environment)'}: ${issue.message}`,
+      ),
+    );
+  }
+  const env = result.data;
+  const port = env.PORT;
+  const publicUrl = (
+    env.TOKENWARDEN_PUBLIC_URL ??
+    `http://${env.HOST === '0.0.0.0' ? '127.0.0.1' : env.HOST}:${port}`
+  ).replace(/\/$/, '');
+  return Object.freeze({
+    dataDir: resolve(env.TOKENWARDEN_DATA_DIR),
+    databaseUrl: env.DATABASE_URL,
+    databaseSchema: env.TOKENWARDEN_DATABASE_SCHEMA,
+    host: env.HOST,
+    port,
+    publicUrl,
+    masterKeys: env.TOKENWARDEN_MASTER_KEYS,
+    adminKey: env.TOKENWARDEN_ADMIN_KEY,
+    returnToAllowlist: Object.freeze([
+      new URL(publicUrl).origin,
+      ...env.TOKENWARDEN_RETURN_TO_ALLOWLIST,
+    ]),
+    logLevel: env.LOG_LEVEL,
+    demoProvider: env.TOKENWARDEN_DEMO_PROVIDER ?? defaults.demoProvider ?? false,
+    demoTokenLifetimeSeconds: env.TOKENWARDEN_DEMO_TOKEN_LIFETIME,
+    instanceId:
+      env.TOKENWARDEN_INSTANCE_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+    leaseSeconds: env.TOKENWARDEN_LEASE_SECONDS,
+    tokenRequestTimeoutMs: env.TOKENWARDEN_TOKEN_TIMEOUT_MS,
+  });
+}

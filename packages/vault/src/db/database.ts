@@ -1,0 +1,77 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { migrateToLatest } from './migrations.ts';
+import type { Database } from './schema.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface VaultDatabase {
+  readonly db: Kysely<Database>;
+  readonly dialect: Dialect;
+  /** Where the data lives, without credentials: for logs. */
+  readonly description: string;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  databaseSchema?: string;
+  /** PostgreSQL pool size. */
+  poolSize?: number;
+}
+
+const INT8_OID = 20;
+
+/**
+ * Opens the database and brings its schema up to date: SQLite in the data folder
+ * (WAL, synchronous FULL so a commit survives a crash, a busy timeout so several
+ * processes share the file), or PostgreSQL when a URL is given.
+ */
+export async function openDatabase(options: DatabaseOptions): Promise<VaultDatabase> {
+  if (options.databaseUrl === undefined) {
+    await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+    const path = join(options.dataDir, 'vault.sqlite');
+    const sqlite = new SQLite(path);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('busy_timeout = 10000');
+    sqlite.pragma('foreign_keys = ON');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    await migrateToLatest(db as Kysely<unknown>, 'sqlite');
+    return { db, dialect: 'sqlite', description: `sqlite:${path}`, close: () => db.destroy() };
+  }
+
+  const schema = options.databaseSchema ?? 'public';
+  const url = new URL(options.databaseUrl);
+  const description = `postgres://${url.host}${url.pathname}${schema === 'public' ? '' : ` (schema ${schema})`}`;
+  if (schema !== 'public') {
+    const setup = new pg.Client({ connectionString: options.databaseUrl });
+    await setup.connect();
+    try {
+      await setup.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    } finally {
+      await setup.end();
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: options.poolSize ?? 10,
+    // Times are bigint milliseconds: well inside Number's exact range.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID
+          ? (value: string) => Number(value)
+          : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+    ...(schema === 'public' ? {} : { options: `-c search_path=${schema}` }),
+  });
+  // A dropped connection (database restart) must not crash the process; the pool reconnects.
+  pool.on('error', () => undefined);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  await migrateToLatest(db as Kysely<unknown>, 'postgres');
+  return { db, dialect: 'postgres', description, close: () => db.destroy() };
+}

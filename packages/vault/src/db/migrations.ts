@@ -1,0 +1,138 @@
+import type { Kysely } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import type { Dialect } from './database.ts';
+
+/**
+ * Migrations, written once with Kysely's schema builder so that SQLite and
+ * PostgreSQL get the same tables. Never edit a released migration: add one.
+ */
+function migrations(dialect: Dialect): Record<string, Migration> {
+  const ms = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    '0001_initial': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('tenants')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('api_keys')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('label', 'text', (c) => c.notNull())
+          .addColumn('is_admin', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('last_used_at', ms)
+          .addColumn('revoked_at', ms)
+          .execute();
+        await db.schema
+          .createTable('auth_clients')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('provider_id', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          .addColumn('client_secret_enc', 'text', (c) => c.notNull())
+          .addColumn('scopes', 'text', (c) => c.notNull())
+          .addColumn('placeholders', 'text', (c) => c.notNull())
+          .addColumn('endpoints', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull().defaultTo('ok'))
+          .addColumn('status_reason', 'text')
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('updated_at', ms, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('auth_clients_tenant')
+          .on('auth_clients')
+          .column('tenant_id')
+          .execute();
+        await db.schema
+          .createTable('connect_sessions')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('auth_client_id', 'text', (c) =>
+            c.notNull().references('auth_clients.id').onDelete('cascade'),
+          )
+          .addColumn('state_hash', 'text', (c) => c.unique())
+          .addColumn('browser_hash', 'text')
+          .addColumn('verifier_enc', 'text')
+          .addColumn('redirect_uri', 'text', (c) => c.notNull())
+          .addColumn('return_to', 'text')
+          .addColumn('scopes', 'text')
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('error_code', 'text')
+          .addColumn('error_message', 'text')
+          .addColumn('credential_id', 'text')
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('expires_at', ms, (c) => c.notNull())
+          .addColumn('used_at', ms)
+          .execute();
+        await db.schema
+          .createTable('credentials')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('auth_client_id', 'text', (c) => c.notNull().references('auth_clients.id'))
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('status_reason', 'text')
+          .addColumn('token_enc', 'text', (c) => c.notNull())
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('expires_at', ms)
+          .addColumn('last_refresh_at', ms)
+          .addColumn('refresh_count', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_error_code', 'text')
+          .addColumn('last_error_message', 'text')
+          .addColumn('last_error_at', ms)
+          .addColumn('flags', 'text', (c) => c.notNull().defaultTo('{}'))
+          .addColumn('scope', 'text')
+          .addColumn('lease_owner', 'text')
+          .addColumn('lease_until', ms)
+          .addColumn('next_refresh_at', ms)
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('updated_at', ms, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('credentials_tenant')
+          .on('credentials')
+          .columns(['tenant_id', 'created_at'])
+          .execute();
+        await db.schema
+          .createIndex('credentials_next_refresh')
+          .on('credentials')
+          .columns(['status', 'next_refresh_at'])
+          .execute();
+        await db.schema
+          .createTable('events')
+          .addColumn('id', dialect === 'postgres' ? 'bigserial' : 'integer', (c) =>
+            dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+          )
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('credential_id', 'text')
+          .addColumn('auth_client_id', 'text')
+          .addColumn('type', 'text', (c) => c.notNull())
+          .addColumn('data', 'text', (c) => c.notNull())
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('events_tenant')
+          .on('events')
+          .columns(['tenant_id', 'id'])
+          .execute();
+      },
+    },
+  };
+}
+
+export async function migrateToLatest(db: Kysely<unknown>, dialect: Dialect): Promise<void> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(dialect) };
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((result) => result.status === 'Error');
+  if (error !== undefined || failed !== undefined) {
+    throw new Error(
+      `database migration ${failed?.migrationName ?? ''} failed: ${(error as Error)?.message ?? 'unknown error'}`,
+    );
+  }
+}
