@@ -19,6 +19,13 @@ export interface AuthClientConfig {
     authorizationUrl?: string;
     tokenUrl?: string;
     revocationUrl?: string;
+    /**
+     * The server's issuer identifier (RFC 8414), compared verbatim with the `iss`
+     * of the redirect back (RFC 9207) and of id_tokens. Replaces the profile's.
+     * Without either, the token URL's origin is assumed, which is wrong for a
+     * server whose issuer has a path (a Keycloak realm, an Okta authorization server).
+     */
+    issuer?: string;
   };
 }
 
@@ -67,7 +74,7 @@ export function createAuthClient(config: AuthClientConfig): AuthClient {
     }
   }
   for (const name of Object.keys(config.placeholders ?? {})) {
-    if (!(name in profile.placeholders))
+    if (!Object.hasOwn(profile.placeholders, name))
       problems.push(`placeholders.${name}: profile ${profile.id} has no such placeholder`);
   }
 
@@ -95,6 +102,14 @@ export function createAuthClient(config: AuthClientConfig): AuthClient {
   const authorizationUrl = endpoint('authorizationUrl', true);
   const tokenUrl = endpoint('tokenUrl', true);
   const revocationUrl = endpoint('revocationUrl', false);
+  // Compared as a string, never fetched: kept exactly as given (no URL normalization).
+  const issuerTemplate = config.endpoints?.issuer ?? profile.issuer;
+  const issuer = issuerTemplate?.replace(
+    /\{([A-Za-z0-9_]+)\}/g,
+    (_, name: string) => values[name] ?? `{${name}}`,
+  );
+  const issuerProblem = issuer === undefined ? undefined : endpointProblem(issuer);
+  if (issuerProblem !== undefined) problems.push(`endpoints.issuer: ${issuerProblem}`);
 
   if (problems.length > 0 || authorizationUrl === undefined || tokenUrl === undefined) {
     throw new TokenwardenError(
@@ -105,7 +120,7 @@ export function createAuthClient(config: AuthClientConfig): AuthClient {
 
   const urls = [authorizationUrl, tokenUrl, revocationUrl].filter((u): u is URL => u !== undefined);
   const as: oauth.AuthorizationServer = {
-    issuer: profile.issuer ?? tokenUrl.origin,
+    issuer: issuer ?? tokenUrl.origin,
     authorization_endpoint: authorizationUrl.href,
     token_endpoint: tokenUrl.href,
     ...(revocationUrl === undefined ? {} : { revocation_endpoint: revocationUrl.href }),

@@ -10,6 +10,13 @@ interface FileContents {
   credentials: Record<string, StoredCredential>;
 }
 
+/** Own members only: ids such as `constructor` or `__proto__` are ordinary credential ids. */
+function recordOf(contents: FileContents, credentialId: string): StoredCredential | undefined {
+  return Object.hasOwn(contents.credentials, credentialId)
+    ? contents.credentials[credentialId]
+    : undefined;
+}
+
 /**
  * A token store in one JSON file, for a single process (a component run offline,
  * a script). Every save writes a temporary file with mode 0600, fsyncs it,
@@ -62,7 +69,7 @@ export class JsonFileTokenStore implements TokenStore {
   }
 
   async load(credentialId: string): Promise<StoredCredential | undefined> {
-    const record = this.#contents.credentials[credentialId];
+    const record = recordOf(this.#contents, credentialId);
     return record === undefined ? undefined : structuredClone(record);
   }
 
@@ -72,7 +79,7 @@ export class JsonFileTokenStore implements TokenStore {
     tokenSet: StoredTokenSet,
   ): Promise<number | undefined> {
     return this.#serialized(async () => {
-      const current = this.#contents.credentials[credentialId];
+      const current = recordOf(this.#contents, credentialId);
       if ((current?.version ?? null) !== expectedVersion) return undefined;
       const version = (current?.version ?? 0) + 1;
       const next: FileContents = {
@@ -90,7 +97,7 @@ export class JsonFileTokenStore implements TokenStore {
 
   delete(credentialId: string): Promise<boolean> {
     return this.#serialized(async () => {
-      if (!(credentialId in this.#contents.credentials)) return false;
+      if (recordOf(this.#contents, credentialId) === undefined) return false;
       const credentials = { ...this.#contents.credentials };
       delete credentials[credentialId];
       const next = { ...this.#contents, credentials };

@@ -142,7 +142,7 @@ export function parseProviderProfile(data: unknown, source: string): ProviderPro
   for (const key of ['authorizationUrl', 'tokenUrl', 'revocationUrl'] as const) {
     const template = profile[key];
     for (const name of placeholdersIn(template)) {
-      if (!(name in profile.placeholders)) {
+      if (!Object.hasOwn(profile.placeholders, name)) {
         problems.push(`${key}: uses {${name}}, which placeholders does not declare`);
       }
     }

@@ -8,12 +8,13 @@ import { parseRetryAfter, protocolOptions, type RequestOptions, send } from './i
  *
  * @see https://www.rfc-editor.org/rfc/rfc7009#section-2.1
  */
-export function revocationRequest(
+export async function revocationRequest(
   client: AuthClient,
   token: string,
   tokenTypeHint: 'refresh_token' | 'access_token',
   options: RequestOptions = {},
 ): Promise<Response> {
+  // async: a missing endpoint is a rejection like every other failure, not a synchronous throw
   if (client.revocationUrl === undefined) {
     throw new TokenwardenError(
       'invalid_configuration',

@@ -9,13 +9,13 @@ export class SingleFlight<T> {
   run(key: string, operation: () => Promise<T>): Promise<T> {
     const current = this.#inFlight.get(key);
     if (current !== undefined) return current;
-    const flight = (async () => {
-      try {
-        return await operation();
-      } finally {
+    // The operation starts only once the flight is registered, so one that throws
+    // before returning its promise still frees the key.
+    const flight = Promise.resolve()
+      .then(operation)
+      .finally(() => {
         this.#inFlight.delete(key);
-      }
-    })();
+      });
     this.#inFlight.set(key, flight);
     return flight;
   }

@@ -128,7 +128,8 @@ export class TokenManager {
       const client = await this.#authClient(credentialId);
       let next: TokenSet;
       try {
-        next = await refreshTokenSet(client, current, this.#options.refresh);
+        // Dated by this manager's clock, the one that later judges their expiry.
+        next = await refreshTokenSet(client, current, { now: this.#now, ...this.#options.refresh });
       } catch (error) {
         throw error instanceof TokenwardenError ? error.forCredential(credentialId) : error;
       }
@@ -146,15 +147,31 @@ export class TokenManager {
    */
   async updateKeys(credentialId: string, response: TokenResponse): Promise<TokenSet> {
     const client = await this.#authClient(credentialId);
-    const record = await this.#load(credentialId);
-    const next = TokenSet.fromStored(record.tokenSet).merge(
-      response,
-      this.#now(),
-      client.profile.defaultAccessTokenLifetimeSeconds,
+    const receivedAt = this.#now();
+    // Unlike a refresh, the response is merged onto the latest record on every
+    // attempt: a refresh that landed meanwhile may have rotated the refresh token,
+    // and the response may not carry one.
+    for (let attempt = 0; attempt < MAX_SAVE_CONFLICTS; attempt++) {
+      const record = await this.#load(credentialId);
+      const next = TokenSet.fromStored(record.tokenSet).merge(
+        response,
+        receivedAt,
+        client.profile.defaultAccessTokenLifetimeSeconds,
+      );
+      const saved = await this.#options.store.compareAndSet(
+        credentialId,
+        record.version,
+        next.toStored(),
+      );
+      if (saved === undefined) continue;
+      await this.#options.onTokens?.({ credentialId, tokenSet: next, reason: 'updated-keys' });
+      return next;
+    }
+    throw new TokenwardenError(
+      'store_conflict',
+      `credential ${credentialId} kept changing while updated keys were being saved`,
+      { credentialId },
     );
-    await this.#store(credentialId, record, next);
-    await this.#options.onTokens?.({ credentialId, tokenSet: next, reason: 'updated-keys' });
-    return next;
   }
 
   /** A {@link TokenSource} for one credential, for an authorized fetch. */

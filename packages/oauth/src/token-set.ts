@@ -71,6 +71,8 @@ export class TokenSet {
       tokens === null ||
       typeof (tokens as TokenResponse).access_token !== 'string' ||
       typeof (tokens as TokenResponse).token_type !== 'string' ||
+      // a refresh token of another type would reach the token endpoint as garbage
+      !['string', 'undefined'].includes(typeof (tokens as TokenResponse).refresh_token) ||
       !(stored.expires_at_ms === null || Number.isFinite(stored.expires_at_ms)) ||
       !Number.isFinite(stored.received_at_ms)
     ) {

@@ -61,7 +61,9 @@ export function parseWwwAuthenticate(
       }
       if (first) {
         const t68 = token68Re.exec(rest);
-        if (t68 !== null && !new RegExp(`^${TOKEN}\\s*=\\s*[^=]`).test(rest)) {
+        // token68Re demands a comma or the end right after the padding, so an
+        // auth-param (`name=value`) can never match it: no further check needed.
+        if (t68 !== null) {
           challenge.token68 = t68[1] ?? '';
           rest = rest.slice(t68[0].length);
         }

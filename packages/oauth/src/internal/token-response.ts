@@ -35,7 +35,11 @@ export async function processTokenResponse(
 
   const rawError = json?.error;
   if (typeof rawError === 'string' && rawError.length > 0) {
-    const oauthError = profile.tokenResponse.errorAliases[rawError] ?? rawError;
+    // Own members only: an `error` of "constructor" must not pick up Object.prototype's.
+    const aliases = profile.tokenResponse.errorAliases;
+    const oauthError = Object.hasOwn(aliases, rawError)
+      ? (aliases[rawError] ?? rawError)
+      : rawError;
     const description =
       typeof json?.error_description === 'string' ? json.error_description : undefined;
     throw classifiedError(oauthError, rawError, description, response, grant, now);
@@ -83,9 +87,13 @@ export async function processTokenResponse(
     coerced.expires_in = Number(coerced.expires_in);
   }
   const forValidation: Record<string, unknown> = { ...coerced };
-  if (profile.tokenResponse.idToken === 'ignore') delete forValidation.id_token;
+  // An ignored id_token is kept as data, but must still be a string like every other member.
+  if (profile.tokenResponse.idToken === 'ignore' && typeof forValidation.id_token === 'string') {
+    delete forValidation.id_token;
+  }
 
-  const recognizedTokenTypes: Record<string, () => void> = {};
+  // No prototype: oauth4webapi looks the token_type up here, and "constructor" must not match.
+  const recognizedTokenTypes: Record<string, () => void> = Object.create(null);
   for (const type of profile.tokenResponse.extraTokenTypes)
     recognizedTokenTypes[type.toLowerCase()] = () => {};
   const replay = new Response(JSON.stringify(forValidation), {
@@ -146,7 +154,9 @@ function classifiedError(
         ? 'client_misconfigured'
         : oauthError === 'temporarily_unavailable' ||
             oauthError === 'server_error' ||
-            response.status === 429
+            // a gateway's JSON error ({"error":"Service Unavailable"}) is still an outage
+            response.status === 429 ||
+            response.status >= 500
           ? 'token_endpoint_unavailable'
           : 'token_request_rejected';
   const named = rawError === oauthError ? oauthError : `${rawError} (${oauthError})`;
