@@ -15,13 +15,16 @@ export interface VaultConfig {
   readonly databaseSchema: string;
   readonly host: string;
   readonly port: number;
-  /** The URL users and providers reach this vault at (redirect URI base). */
-  readonly publicUrl: string;
+  /**
+   * The URL users and providers reach this vault at (redirect URI base). Absent:
+   * http://<host>:<port>, with the port the server really got when PORT is 0.
+   */
+  readonly publicUrl: string | undefined;
   /** Encryption keys from the environment: `kid:base64key,…`, the first encrypts. */
   readonly masterKeys: string | undefined;
   /** The admin API key from the environment. */
   readonly adminKey: string | undefined;
-  /** Origins `returnTo` may point at, besides publicUrl. */
+  /** Origins `returnTo` may point at, besides publicUrl (always allowed). */
   readonly returnToAllowlist: readonly string[];
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Start the built-in demo provider and register it as an auth client. */
@@ -127,10 +130,7 @@ export function loadConfig(
   }
   const env = result.data;
   const port = env.PORT;
-  const publicUrl = (
-    env.TOKENWARDEN_PUBLIC_URL ??
-    `http://${env.HOST === '0.0.0.0' ? '127.0.0.1' : env.HOST}:${port}`
-  ).replace(/\/$/, '');
+  const publicUrl = env.TOKENWARDEN_PUBLIC_URL?.replace(/\/$/, '');
   return Object.freeze({
     dataDir: resolve(env.TOKENWARDEN_DATA_DIR),
     databaseUrl: env.DATABASE_URL,
@@ -140,10 +140,7 @@ export function loadConfig(
     publicUrl,
     masterKeys: env.TOKENWARDEN_MASTER_KEYS,
     adminKey: env.TOKENWARDEN_ADMIN_KEY,
-    returnToAllowlist: Object.freeze([
-      new URL(publicUrl).origin,
-      ...env.TOKENWARDEN_RETURN_TO_ALLOWLIST,
-    ]),
+    returnToAllowlist: Object.freeze([...env.TOKENWARDEN_RETURN_TO_ALLOWLIST]),
     logLevel: env.LOG_LEVEL,
     demoProvider: env.TOKENWARDEN_DEMO_PROVIDER ?? defaults.demoProvider ?? false,
     demoTokenLifetimeSeconds: env.TOKENWARDEN_DEMO_TOKEN_LIFETIME,

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -179,4 +180,58 @@ async function writeKeyFile(path: string, entries: readonly KeyEntry[]): Promise
     await file.close();
   }
   await rename(temporary, path);
+}
+
+/**
+ * The keyring a running vault uses. With a key file, the file is checked at most
+ * every `checkMs` and reloaded when it changed, so `tokenwarden keys rotate` in
+ * another process takes effect here without a restart; an unknown key id also
+ * triggers a reload at once.
+ */
+export class KeyringHolder implements Cipher {
+  #keyring: Keyring;
+  readonly #path: string | undefined;
+  readonly #checkMs: number;
+  #checkedAt = 0;
+  #mtimeMs = 0;
+
+  constructor(keyring: Keyring, path: string | undefined, checkMs = 5_000) {
+    this.#keyring = keyring;
+    this.#path = path;
+    this.#checkMs = checkMs;
+    if (path !== undefined) this.#mtimeMs = statSync(path).mtimeMs;
+  }
+
+  get(): Keyring {
+    if (this.#path !== undefined && Date.now() - this.#checkedAt > this.#checkMs)
+      this.reload(false);
+    return this.#keyring;
+  }
+
+  /** Rereads the key file (when there is one). */
+  reload(force = true): void {
+    if (this.#path === undefined) return;
+    this.#checkedAt = Date.now();
+    const mtimeMs = statSync(this.#path).mtimeMs;
+    if (!force && mtimeMs === this.#mtimeMs) return;
+    this.#mtimeMs = mtimeMs;
+    this.#keyring = new Keyring(parseKeyList(readFileSync(this.#path, 'utf8')));
+  }
+
+  encrypt(plaintext: string, associatedData: string): string {
+    return this.get().encrypt(plaintext, associatedData);
+  }
+
+  /** Decrypts, reloading the key file once when the value names a key not loaded yet. */
+  decrypt(envelope: string, associatedData: string): string {
+    const kid = Keyring.kidOf(envelope);
+    if (kid !== undefined && !this.get().kids.includes(kid)) this.reload();
+    return this.get().decrypt(envelope, associatedData);
+  }
+}
+
+/** What repositories need: encryption bound to a row. */
+export interface Cipher {
+  encrypt(plaintext: string, associatedData: string): string;
+  decrypt(envelope: string, associatedData: string): string;
 }

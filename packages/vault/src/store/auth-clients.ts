@@ -5,7 +5,7 @@ import {
   TokenwardenError,
 } from '@tokenwarden/oauth';
 import type { Kysely } from 'kysely';
-import type { Keyring } from '../crypto/keyring.ts';
+import type { Cipher } from '../crypto/keyring.ts';
 import type { AuthClientsTable, Database } from '../db/schema.ts';
 import { newId } from './ids.ts';
 
@@ -46,10 +46,10 @@ const aad = (id: string) => `auth_client:${id}`;
 
 export class AuthClientRepository {
   readonly #db: Kysely<Database>;
-  readonly #keyring: () => Keyring;
+  readonly #keyring: Cipher;
   readonly #catalog: ProviderCatalog;
 
-  constructor(db: Kysely<Database>, keyring: () => Keyring, catalog: ProviderCatalog) {
+  constructor(db: Kysely<Database>, keyring: Cipher, catalog: ProviderCatalog) {
     this.#db = db;
     this.#keyring = keyring;
     this.#catalog = catalog;
@@ -87,7 +87,7 @@ export class AuthClientRepository {
       name: input.name,
       provider_id: input.providerId,
       client_id: input.clientId,
-      client_secret_enc: this.#keyring().encrypt(input.clientSecret, aad(id)),
+      client_secret_enc: this.#keyring.encrypt(input.clientSecret, aad(id)),
       scopes: JSON.stringify(input.scopes ?? [...client.scopes]),
       placeholders: JSON.stringify(input.placeholders ?? {}),
       endpoints: JSON.stringify(input.endpoints ?? {}),
@@ -124,7 +124,7 @@ export class AuthClientRepository {
     const row = await this.#row(tenantId, id);
     if (row === undefined) return undefined;
     const current = toRecord(row);
-    const secret = patch.clientSecret ?? this.#keyring().decrypt(row.client_secret_enc, aad(id));
+    const secret = patch.clientSecret ?? this.#keyring.decrypt(row.client_secret_enc, aad(id));
     const merged: AuthClientInput = {
       name: patch.name ?? current.name,
       providerId: current.providerId,
@@ -140,7 +140,7 @@ export class AuthClientRepository {
       .set({
         name: merged.name,
         client_id: merged.clientId,
-        client_secret_enc: this.#keyring().encrypt(secret, aad(id)),
+        client_secret_enc: this.#keyring.encrypt(secret, aad(id)),
         scopes: JSON.stringify(merged.scopes),
         placeholders: JSON.stringify(merged.placeholders),
         endpoints: JSON.stringify(merged.endpoints),
@@ -184,7 +184,7 @@ export class AuthClientRepository {
       name: record.name,
       providerId: record.providerId,
       clientId: record.clientId,
-      clientSecret: this.#keyring().decrypt(row.client_secret_enc, aad(id)),
+      clientSecret: this.#keyring.decrypt(row.client_secret_enc, aad(id)),
       scopes: record.scopes,
       placeholders: record.placeholders,
       endpoints: record.endpoints,
@@ -194,7 +194,7 @@ export class AuthClientRepository {
 
   /** Re-encrypts every secret under the active key. Returns how many rows changed. */
   async reencryptAll(): Promise<number> {
-    const keyring = this.#keyring();
+    const keyring = this.#keyring;
     const rows = await this.#db
       .selectFrom('auth_clients')
       .select(['id', 'client_secret_enc'])

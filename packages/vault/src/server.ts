@@ -1,0 +1,197 @@
+import { join } from 'node:path';
+import { loadProviderCatalog, type ProviderCatalog } from '@tokenwarden/oauth';
+import { type FakeProvider, startFakeProvider } from '@tokenwarden/testing';
+import { sql } from 'kysely';
+import type { DestinationStream, Logger } from 'pino';
+import type { VaultConfig } from './config.ts';
+import { ConnectFlow } from './connect-flow.ts';
+import { CredentialService } from './credential-service.ts';
+import { KEY_FILE_NAME, KeyringHolder, loadKeyring } from './crypto/keyring.ts';
+import { openDatabase, type VaultDatabase } from './db/database.ts';
+import { buildApp } from './http/app.ts';
+import { createMetrics } from './http/metrics.ts';
+import { createLogger } from './logger.ts';
+import { VaultStore } from './store/store.ts';
+import { DEFAULT_TENANT_ID } from './store/tenants.ts';
+
+export interface StartOptions {
+  /** Where log lines go (tests capture them). Default: stdout. */
+  logDestination?: DestinationStream;
+  /** Replaces the global fetch for calls to providers (tests). */
+  fetch?: typeof fetch;
+}
+
+export interface RunningVault {
+  /** Where the vault listens, e.g. http://127.0.0.1:8080. */
+  url: string;
+  /** The public URL (redirect URI base). */
+  publicUrl: string;
+  /** Set only at the very first start without TOKENWARDEN_ADMIN_KEY: shown once, never stored. */
+  firstAdminKey: string | undefined;
+  /** The built-in demo provider, when enabled. */
+  demoProvider: FakeProvider | undefined;
+  /** The demo auth client's id, when enabled. */
+  demoAuthClientId: string | undefined;
+  store: VaultStore;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export const DEMO_AUTH_CLIENT_ID = 'ac_demo';
+
+/** Opens storage, brings the schema up to date, and serves the API, the connect flow and the UI. */
+export async function startVault(
+  config: VaultConfig,
+  options: StartOptions = {},
+): Promise<RunningVault> {
+  const logger = createLogger(config.logLevel, options.logDestination);
+  const catalog = await loadProviderCatalog();
+  const keys = await loadKeyring({ masterKeys: config.masterKeys, dataDir: config.dataDir });
+  const cipher = new KeyringHolder(
+    keys.keyring,
+    keys.source === 'file' ? join(config.dataDir, KEY_FILE_NAME) : undefined,
+  );
+  if (keys.generated)
+    logger.info(
+      { path: join(config.dataDir, KEY_FILE_NAME) },
+      'generated a master key (mode 0600); back it up with the database',
+    );
+
+  const database = await openDatabase({
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
+    databaseSchema: config.databaseSchema,
+  });
+  const closers: Array<() => Promise<void>> = [() => database.close()];
+  try {
+    const store = new VaultStore(database.db, cipher, catalog);
+    const now = Date.now();
+    await store.tenants.ensureDefaultTenant(now);
+    let firstAdminKey: string | undefined;
+    if (config.adminKey !== undefined) {
+      await store.tenants.ensureApiKey(
+        config.adminKey,
+        DEFAULT_TENANT_ID,
+        'admin (TOKENWARDEN_ADMIN_KEY)',
+        true,
+        now,
+      );
+    } else if (!(await store.tenants.hasAdminKey())) {
+      firstAdminKey = (
+        await store.tenants.createApiKey(DEFAULT_TENANT_ID, 'admin (first start)', true, now)
+      ).key;
+    }
+
+    let publicUrl = config.publicUrl ?? '';
+    const service = new CredentialService({
+      store,
+      logger,
+      instanceId: config.instanceId,
+      leaseMs: config.leaseSeconds * 1000,
+      tokenRequestTimeoutMs: config.tokenRequestTimeoutMs,
+      ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
+    });
+    const connect = new ConnectFlow({
+      store,
+      service,
+      keyring: cipher,
+      logger,
+      publicUrl: () => publicUrl,
+      returnToAllowlist: config.returnToAllowlist,
+      ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
+    });
+    const metrics = createMetrics(store);
+    const app = await buildApp({
+      store,
+      service,
+      connect,
+      catalog,
+      logger,
+      metrics,
+      publicUrl: config.publicUrl ?? 'http://127.0.0.1',
+      ready: () => ping(database),
+    });
+    closers.unshift(() => app.close());
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : config.port;
+    const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host}:${port}`;
+    publicUrl = config.publicUrl ?? url;
+
+    let demoProvider: FakeProvider | undefined;
+    if (config.demoProvider) {
+      demoProvider = await startDemoProvider(store, catalog, config, publicUrl);
+      const provider = demoProvider;
+      closers.unshift(() => provider.close());
+    }
+    logger.info(
+      { url, publicUrl, database: database.description, instance: config.instanceId },
+      'vault listening',
+    );
+    return {
+      url,
+      publicUrl,
+      firstAdminKey,
+      demoProvider,
+      demoAuthClientId: demoProvider === undefined ? undefined : DEMO_AUTH_CLIENT_ID,
+      store,
+      logger,
+      close: async () => {
+        for (const close of closers) await close().catch(() => undefined);
+      },
+    };
+  } catch (error) {
+    for (const close of closers) await close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function ping(database: VaultDatabase): Promise<void> {
+  await sql`select 1`.execute(database.db);
+}
+
+/**
+ * The built-in demo provider: the fake provider with Microsoft's behaviour,
+ * registered as the auth client "Demo provider" of the default tenant, so a
+ * newcomer can connect an account with no client id or secret of their own.
+ * It keeps its grants in memory: credentials from an earlier run cannot refresh
+ * after a restart and turn `reauth_required`, as with a provider that forgot them.
+ */
+async function startDemoProvider(
+  store: VaultStore,
+  catalog: ProviderCatalog,
+  config: VaultConfig,
+  publicUrl: string,
+): Promise<FakeProvider> {
+  const provider = await startFakeProvider({
+    personality: 'microsoft',
+    accessTokenLifetimeSeconds: config.demoTokenLifetimeSeconds,
+    clients: [
+      {
+        clientId: 'demo-client',
+        clientSecret: 'demo-secret',
+        redirectUris: [`${publicUrl}/oauth/callback`],
+      },
+    ],
+  });
+  const profile = catalog.get('microsoft');
+  if (profile === undefined) throw new Error('the microsoft profile is missing from the catalog');
+  const input = {
+    name: 'Demo provider',
+    providerId: 'microsoft',
+    clientId: 'demo-client',
+    clientSecret: 'demo-secret',
+    scopes: ['offline_access', 'User.Read'],
+    endpoints: {
+      authorizationUrl: provider.authorizationEndpoint,
+      tokenUrl: provider.tokenEndpoint,
+      revocationUrl: provider.revocationEndpoint,
+    },
+  };
+  const now = Date.now();
+  const existing = await store.authClients.get(DEFAULT_TENANT_ID, DEMO_AUTH_CLIENT_ID);
+  if (existing === undefined)
+    await store.authClients.create(DEFAULT_TENANT_ID, input, now, DEMO_AUTH_CLIENT_ID);
+  else await store.authClients.update(DEFAULT_TENANT_ID, DEMO_AUTH_CLIENT_ID, input, now);
+  return provider;
+}

@@ -1,0 +1,346 @@
+import { type StoredTokenSet, TokenSet } from '@tokenwarden/oauth';
+import type { Kysely, Transaction } from 'kysely';
+import type { Cipher } from '../crypto/keyring.ts';
+import type { CredentialStatus, CredentialsTable, Database } from '../db/schema.ts';
+
+export interface CredentialFlags {
+  /** The provider's answer to the code exchange had no refresh token though the profile expects one. */
+  missingRefreshToken?: boolean;
+}
+
+/** A credential as the API shows it: metadata and health, never a token. */
+export interface CredentialRecord {
+  id: string;
+  tenantId: string;
+  authClientId: string;
+  status: CredentialStatus;
+  statusReason: string | null;
+  expiresAt: number | null;
+  lastRefreshAt: number | null;
+  refreshCount: number;
+  lastError: { code: string; message: string; at: number } | null;
+  flags: CredentialFlags;
+  scope: string | null;
+  nextRefreshAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A credential row with its token set decrypted, for the token service only. */
+export interface CredentialWithTokens {
+  record: CredentialRecord;
+  tokenSet: TokenSet;
+  version: number;
+  leaseOwner: string | null;
+  leaseUntil: number | null;
+}
+
+export type LeaseResult =
+  | { acquired: true; takenOver: boolean; previousOwner: string | null }
+  | { acquired: false; owner: string | null; until: number | null };
+
+const aad = (id: string) => `credential:${id}`;
+
+export class CredentialRepository {
+  readonly #db: Kysely<Database>;
+  readonly #keyring: Cipher;
+
+  constructor(db: Kysely<Database>, keyring: Cipher) {
+    this.#db = db;
+    this.#keyring = keyring;
+  }
+
+  encryptTokens(id: string, tokenSet: TokenSet): string {
+    return this.#keyring.encrypt(JSON.stringify(tokenSet.toStored()), aad(id));
+  }
+
+  async create(
+    row: {
+      id: string;
+      tenantId: string;
+      authClientId: string;
+      tokenSet: TokenSet;
+      flags: CredentialFlags;
+      nextRefreshAt: number | null;
+    },
+    now: number,
+    trx?: Transaction<Database>,
+  ): Promise<CredentialRecord> {
+    const values: CredentialsTable = {
+      id: row.id,
+      tenant_id: row.tenantId,
+      auth_client_id: row.authClientId,
+      status: 'active',
+      status_reason: null,
+      token_enc: this.encryptTokens(row.id, row.tokenSet),
+      version: 1,
+      expires_at: row.tokenSet.expiresAtMs ?? null,
+      last_refresh_at: null,
+      refresh_count: 0,
+      last_error_code: null,
+      last_error_message: null,
+      last_error_at: null,
+      flags: JSON.stringify(row.flags),
+      scope: row.tokenSet.scope ?? null,
+      lease_owner: null,
+      lease_until: null,
+      next_refresh_at: row.nextRefreshAt,
+      created_at: now,
+      updated_at: now,
+    };
+    await (trx ?? this.#db).insertInto('credentials').values(values).execute();
+    return toRecord(values);
+  }
+
+  async get(tenantId: string, id: string): Promise<CredentialRecord | undefined> {
+    const row = await this.#db
+      .selectFrom('credentials')
+      .selectAll()
+      .where('id', '=', id)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  async getWithTokens(tenantId: string, id: string): Promise<CredentialWithTokens | undefined> {
+    const row = await this.#db
+      .selectFrom('credentials')
+      .selectAll()
+      .where('id', '=', id)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    const stored = JSON.parse(this.#keyring.decrypt(row.token_enc, aad(row.id))) as StoredTokenSet;
+    return {
+      record: toRecord(row),
+      tokenSet: TokenSet.fromStored(stored),
+      version: row.version,
+      leaseOwner: row.lease_owner,
+      leaseUntil: row.lease_until,
+    };
+  }
+
+  async list(
+    tenantId: string,
+    filter: { authClientId?: string; status?: CredentialStatus } = {},
+  ): Promise<CredentialRecord[]> {
+    let query = this.#db.selectFrom('credentials').selectAll().where('tenant_id', '=', tenantId);
+    if (filter.authClientId !== undefined)
+      query = query.where('auth_client_id', '=', filter.authClientId);
+    if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+    return (await query.orderBy('created_at').execute()).map(toRecord);
+  }
+
+  async countByAuthClient(tenantId: string, authClientId: string): Promise<number> {
+    const row = await this.#db
+      .selectFrom('credentials')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('tenant_id', '=', tenantId)
+      .where('auth_client_id', '=', authClientId)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /**
+   * Takes the refresh lease when nobody holds it or the holder's lease expired
+   * (the holder died: `takenOver`). A compare-and-set on the previous holder, so
+   * two processes can never both win.
+   */
+  async tryAcquireLease(
+    id: string,
+    owner: string,
+    now: number,
+    leaseMs: number,
+  ): Promise<LeaseResult> {
+    const row = await this.#db
+      .selectFrom('credentials')
+      .select(['lease_owner', 'lease_until'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (row === undefined) return { acquired: false, owner: null, until: null };
+    if (row.lease_owner !== null && row.lease_until !== null && row.lease_until >= now) {
+      return { acquired: false, owner: row.lease_owner, until: row.lease_until };
+    }
+    let update = this.#db
+      .updateTable('credentials')
+      .set({ lease_owner: owner, lease_until: now + leaseMs })
+      .where('id', '=', id);
+    update =
+      row.lease_owner === null
+        ? update.where('lease_owner', 'is', null)
+        : update.where('lease_owner', '=', row.lease_owner).where('lease_until', '<', now);
+    const result = await update.executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) return { acquired: false, owner: null, until: null };
+    return { acquired: true, takenOver: row.lease_owner !== null, previousOwner: row.lease_owner };
+  }
+
+  /** Extends a lease this owner still holds. False when it was lost. */
+  async renewLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('credentials')
+      .set({ lease_until: now + leaseMs })
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  async releaseLease(id: string, owner: string): Promise<void> {
+    await this.#db
+      .updateTable('credentials')
+      .set({ lease_owner: null, lease_until: null })
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .execute();
+  }
+
+  /**
+   * Writes a new token set if the row is still at `expectedVersion`, clears any
+   * error and releases this owner's lease, in the caller's transaction.
+   * Returns false when another writer got there first (nothing written).
+   */
+  async saveTokens(
+    trx: Transaction<Database>,
+    id: string,
+    expectedVersion: number,
+    tokenSet: TokenSet,
+    changes: {
+      refreshed: boolean;
+      nextRefreshAt: number | null;
+      leaseOwner?: string;
+      flags?: CredentialFlags;
+    },
+    now: number,
+  ): Promise<boolean> {
+    const result = await trx
+      .updateTable('credentials')
+      .set((eb) => ({
+        token_enc: this.encryptTokens(id, tokenSet),
+        version: expectedVersion + 1,
+        expires_at: tokenSet.expiresAtMs ?? null,
+        scope: tokenSet.scope ?? null,
+        status: 'active',
+        status_reason: null,
+        last_error_code: null,
+        last_error_message: null,
+        last_error_at: null,
+        next_refresh_at: changes.nextRefreshAt,
+        updated_at: now,
+        ...(changes.flags === undefined ? {} : { flags: JSON.stringify(changes.flags) }),
+        ...(changes.refreshed
+          ? { last_refresh_at: now, refresh_count: eb('refresh_count', '+', 1) }
+          : {}),
+        ...(changes.leaseOwner === undefined ? {} : { lease_owner: null, lease_until: null }),
+      }))
+      .where('id', '=', id)
+      .where('version', '=', expectedVersion)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** Records a failed refresh; `status` changes only when given. Releases this owner's lease. */
+  async recordFailure(
+    trx: Transaction<Database>,
+    id: string,
+    failure: {
+      code: string;
+      message: string;
+      status?: CredentialStatus;
+      statusReason?: string;
+      leaseOwner?: string;
+      nextRefreshAt?: number | null;
+    },
+    now: number,
+  ): Promise<void> {
+    await trx
+      .updateTable('credentials')
+      .set({
+        last_error_code: failure.code,
+        last_error_message: failure.message,
+        last_error_at: now,
+        updated_at: now,
+        ...(failure.status === undefined
+          ? {}
+          : { status: failure.status, status_reason: failure.statusReason ?? null }),
+        ...(failure.nextRefreshAt === undefined ? {} : { next_refresh_at: failure.nextRefreshAt }),
+      })
+      .where('id', '=', id)
+      .execute();
+    if (failure.leaseOwner !== undefined) {
+      await trx
+        .updateTable('credentials')
+        .set({ lease_owner: null, lease_until: null })
+        .where('id', '=', id)
+        .where('lease_owner', '=', failure.leaseOwner)
+        .execute();
+    }
+  }
+
+  async setStatus(
+    trx: Transaction<Database> | undefined,
+    id: string,
+    status: CredentialStatus,
+    reason: string | null,
+    now: number,
+  ): Promise<void> {
+    await (trx ?? this.#db)
+      .updateTable('credentials')
+      .set({ status, status_reason: reason, updated_at: now })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async delete(tenantId: string, id: string, trx?: Transaction<Database>): Promise<boolean> {
+    const result = await (trx ?? this.#db)
+      .deleteFrom('credentials')
+      .where('id', '=', id)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) === 1;
+  }
+
+  /** Re-encrypts every token set under the active key, row by row with compare-and-set. */
+  async reencryptAll(): Promise<number> {
+    const keyring = this.#keyring;
+    const rows = await this.#db.selectFrom('credentials').select(['id', 'token_enc']).execute();
+    let changed = 0;
+    for (const row of rows) {
+      const plaintext = keyring.decrypt(row.token_enc, aad(row.id));
+      const result = await this.#db
+        .updateTable('credentials')
+        .set({ token_enc: keyring.encrypt(plaintext, aad(row.id)) })
+        .where('id', '=', row.id)
+        .where('token_enc', '=', row.token_enc)
+        .executeTakeFirst();
+      // A refresh that wrote meanwhile already used the active key.
+      changed += Number(result.numUpdatedRows);
+    }
+    return changed;
+  }
+}
+
+function toRecord(row: CredentialsTable): CredentialRecord {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    authClientId: row.auth_client_id,
+    status: row.status,
+    statusReason: row.status_reason,
+    expiresAt: row.expires_at,
+    lastRefreshAt: row.last_refresh_at,
+    refreshCount: row.refresh_count,
+    lastError:
+      row.last_error_code === null || row.last_error_at === null
+        ? null
+        : {
+            code: row.last_error_code,
+            message: row.last_error_message ?? '',
+            at: row.last_error_at,
+          },
+    flags: JSON.parse(row.flags) as CredentialFlags,
+    scope: row.scope,
+    nextRefreshAt: row.next_refresh_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}

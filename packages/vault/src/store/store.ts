@@ -1,0 +1,28 @@
+import type { ProviderCatalog } from '@tokenwarden/oauth';
+import type { Kysely } from 'kysely';
+import type { Cipher } from '../crypto/keyring.ts';
+import type { Database } from '../db/schema.ts';
+import { AuthClientRepository } from './auth-clients.ts';
+import { ConnectSessionRepository } from './connect-sessions.ts';
+import { CredentialRepository } from './credentials.ts';
+import { EventRepository } from './events.ts';
+import { TenantRepository } from './tenants.ts';
+
+/** Every repository over one database, sharing the keyring. */
+export class VaultStore {
+  readonly db: Kysely<Database>;
+  readonly tenants: TenantRepository;
+  readonly authClients: AuthClientRepository;
+  readonly connectSessions: ConnectSessionRepository;
+  readonly credentials: CredentialRepository;
+  readonly events: EventRepository;
+
+  constructor(db: Kysely<Database>, keyring: Cipher, catalog: ProviderCatalog) {
+    this.db = db;
+    this.tenants = new TenantRepository(db);
+    this.authClients = new AuthClientRepository(db, keyring, catalog);
+    this.connectSessions = new ConnectSessionRepository(db);
+    this.credentials = new CredentialRepository(db, keyring);
+    this.events = new EventRepository(db);
+  }
+}
