@@ -32,7 +32,7 @@ import type { FakeProvider, FakeProviderOptions, FaultEndpoint } from './types.t
 export async function startFakeProvider(options?: FakeProviderOptions): Promise<FakeProvider> {
   const resolved = resolveOptions(options);
   const counters = zeroCounters();
-  const store = new TokenStore();
+  const store = new TokenStore(resolved.recordIssuedSecrets);
   const faults = new FaultRegistry(() => counters);
   // Aborted by close(): pending latency faults must not keep the process alive.
   const closing = new AbortController();
@@ -125,6 +125,17 @@ export async function startFakeProvider(options?: FakeProviderOptions): Promise<
     resourceUrl: urls.resourceUrl,
     personality: resolved.personality,
     ...operations,
+    issuedSecrets: () => {
+      if (store.issued === undefined) {
+        throw new Error(
+          'start the fake provider with recordIssuedSecrets: true to list issued secrets',
+        );
+      }
+      return [
+        ...store.issued,
+        ...[...resolved.clients.values()].map((client) => client.clientSecret),
+      ];
+    },
     close,
   });
 }

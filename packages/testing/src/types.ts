@@ -37,6 +37,11 @@ export interface FakeProviderOptions {
   requirePkce?: boolean | undefined;
   /** How often expired codes and access tokens are dropped. Default 10000. */
   pruneIntervalMs?: number | undefined;
+  /**
+   * Remember every code and token issued (never pruned), for tests that check no
+   * secret reached a log, a database file or an answer. Default false.
+   */
+  recordIssuedSecrets?: boolean | undefined;
 }
 
 export interface TokenRequestCounters {
@@ -146,6 +151,11 @@ export interface FakeProvider {
   expireAccessTokens(): number;
   /** Revokes the grant the refresh token belongs to; false when unknown or already revoked. */
   revokeGrant(refreshToken: string): boolean;
+  /**
+   * Every authorization code, access token and refresh token issued so far, plus
+   * the registered client secrets. Needs `recordIssuedSecrets: true`; throws otherwise.
+   */
+  issuedSecrets(): string[];
   /** Stops listening and closes every connection, idle keep-alive ones included. */
   close(): Promise<void>;
 }

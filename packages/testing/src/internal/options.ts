@@ -18,6 +18,7 @@ export interface ResolvedOptions {
   readonly port: number;
   readonly requirePkce: boolean;
   readonly pruneIntervalMs: number;
+  readonly recordIssuedSecrets: boolean;
 }
 
 const KNOWN_OPTIONS = new Set<string>([
@@ -30,6 +31,7 @@ const KNOWN_OPTIONS = new Set<string>([
   'port',
   'requirePkce',
   'pruneIntervalMs',
+  'recordIssuedSecrets',
 ]);
 
 export const DEFAULT_CLIENT: RegisteredClient = Object.freeze({
@@ -82,7 +84,7 @@ export function resolveOptions(input: FakeProviderOptions = {}): ResolvedOptions
     problems.push('pruneIntervalMs must be a positive number of milliseconds');
   }
 
-  for (const key of ['autoApprove', 'requirePkce'] as const) {
+  for (const key of ['autoApprove', 'requirePkce', 'recordIssuedSecrets'] as const) {
     const value = input[key];
     if (value !== undefined && typeof value !== 'boolean')
       problems.push(`${key} must be a boolean`);
@@ -101,6 +103,7 @@ export function resolveOptions(input: FakeProviderOptions = {}): ResolvedOptions
     port,
     requirePkce: input.requirePkce ?? true,
     pruneIntervalMs,
+    recordIssuedSecrets: input.recordIssuedSecrets ?? false,
   });
 }
 

@@ -69,6 +69,18 @@ export class TokenStore {
   readonly refreshTokens = new Map<string, RefreshTokenRecord>();
   readonly codes = new Map<string, AuthorizationCodeRecord>();
   readonly pending = new Map<string, PendingAuthorization>();
+  /** Every code and token ever issued, when the provider was asked to remember them. */
+  readonly issued: Set<string> | undefined;
+
+  constructor(recordIssued = false) {
+    this.issued = recordIssued ? new Set() : undefined;
+  }
+
+  #issue(prefix: string): string {
+    const secret = randomToken(prefix);
+    this.issued?.add(secret);
+    return secret;
+  }
 
   savePending(request: PendingAuthorization): string {
     const id = randomUUID();
@@ -85,7 +97,7 @@ export class TokenStore {
   }
 
   createCode(record: Omit<AuthorizationCodeRecord, 'grant'>): string {
-    const code = randomToken('code_');
+    const code = this.#issue('code_');
     this.codes.set(code, { ...record, grant: null });
     return code;
   }
@@ -95,13 +107,13 @@ export class TokenStore {
   }
 
   issueAccessToken(grant: Grant, scopes: readonly string[], expiresAt: number): string {
-    const token = randomToken('at_');
+    const token = this.#issue('at_');
     this.accessTokens.set(token, { grant, scope: scopes.join(' '), expiresAt, revoked: false });
     return token;
   }
 
   issueRefreshToken(grant: Grant): string {
-    const token = randomToken('rt_');
+    const token = this.#issue('rt_');
     this.refreshTokens.set(token, { grant, usedAt: null, graceUntil: 0 });
     return token;
   }
