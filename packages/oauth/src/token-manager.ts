@@ -194,7 +194,11 @@ export class TokenManager {
       });
     };
     const authorized = async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-      inner ??= resolve();
+      // A failed lookup (the auth client briefly unavailable) is not cached.
+      inner ??= resolve().catch((error: unknown) => {
+        inner = undefined;
+        throw error;
+      });
       return (await inner)(input, init);
     };
     return authorized as typeof fetch;
