@@ -10,6 +10,7 @@ start:
 
 ## test: lint, type-check, unit and integration tests: what CI runs
 test:
+	@scripts/ensure-chromium.sh
 	@$(RUN) npm test
 
 lint:
@@ -22,6 +23,7 @@ unit:
 	@$(RUN) npm run test:unit
 
 integration:
+	@scripts/ensure-chromium.sh
 	@$(RUN) npm run test:integration
 
 format:
