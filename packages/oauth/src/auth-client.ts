@@ -10,7 +10,7 @@ export interface AuthClientConfig {
   profile: ProviderProfile;
   clientId: string;
   clientSecret: string;
-  /** Scopes to request; the profile's defaults when absent. */
+  /** Scopes to request; the profile's defaults when absent. The profile's required scopes are always added. */
   scopes?: readonly string[];
   /** Values for the profile's placeholders (`{tenant}`, `{shop}`, …). */
   placeholders?: Readonly<Record<string, string>>;
@@ -128,7 +128,9 @@ export function createAuthClient(config: AuthClientConfig): AuthClient {
   return Object.freeze({
     profile,
     clientId: config.clientId,
-    scopes: Object.freeze([...(config.scopes ?? profile.scopes.default)]),
+    scopes: Object.freeze([
+      ...new Set([...profile.scopes.required, ...(config.scopes ?? profile.scopes.default)]),
+    ]),
     authorizationUrl,
     tokenUrl,
     revocationUrl,

@@ -72,10 +72,15 @@ export const providerProfileSchema = z
     scopes: z
       .object({
         default: z.array(z.string().min(1)).default([]),
+        /**
+         * Always requested, whatever scopes the auth client chooses: without them the
+         * provider issues no refresh token (`offline_access`, Salesforce `refresh_token`).
+         */
+        required: z.array(z.string().min(1)).default([]),
         separator: z.string().min(1).default(' '),
       })
       .strict()
-      .default({ default: [], separator: ' ' }),
+      .default({ default: [], required: [], separator: ' ' }),
     clientAuthentication: z
       .enum(['client_secret_post', 'client_secret_basic'])
       .default('client_secret_post'),

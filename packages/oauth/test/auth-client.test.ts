@@ -383,3 +383,27 @@ describe('createAuthClient: the result', () => {
     assert.deepEqual(c.scopes, ['x']);
   });
 });
+
+it('always requests the profile’s required scopes, whatever the auth client chose', () => {
+  const profile = parseProviderProfile(
+    {
+      id: 'needs-offline',
+      displayName: 'Needs offline',
+      docs: ['https://example.com/docs'],
+      authorizationUrl: 'https://example.com/authorize',
+      tokenUrl: 'https://example.com/token',
+      rotation: 'rotating',
+      scopes: { default: ['read'], required: ['offline_access'] },
+    },
+    'test',
+  );
+  const chosen = createAuthClient({
+    profile,
+    clientId: 'id',
+    clientSecret: 'secret',
+    scopes: ['mail.read', 'offline_access'],
+  });
+  assert.deepEqual(chosen.scopes, ['offline_access', 'mail.read']);
+  const defaults = createAuthClient({ profile, clientId: 'id', clientSecret: 'secret' });
+  assert.deepEqual(defaults.scopes, ['offline_access', 'read']);
+});

@@ -42,7 +42,7 @@ describe('parseProviderProfile: defaults', () => {
     assert.deepEqual(profile, {
       ...minimal,
       placeholders: {},
-      scopes: { default: [], separator: ' ' },
+      scopes: { default: [], required: [], separator: ' ' },
       clientAuthentication: 'client_secret_post',
       pkce: true,
       parameters: { authorization: {}, codeExchange: {}, refresh: {} },
@@ -66,7 +66,7 @@ describe('parseProviderProfile: defaults', () => {
       },
       'test',
     );
-    assert.deepEqual(profile.scopes, { default: [], separator: ',' });
+    assert.deepEqual(profile.scopes, { default: [], required: [], separator: ',' });
     assert.deepEqual(profile.parameters, {
       authorization: {},
       codeExchange: {},
