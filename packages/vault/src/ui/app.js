@@ -29,6 +29,7 @@ const NOTICE_AUTO_DISMISS_MS = 6_000;
  * @typedef {{ id: string | number, type: string, credentialId: string | null,
  *   authClientId: string | null, at: string | number, data: Record<string, unknown> | null }} VaultEvent
  * @typedef {{ row: HTMLTableRowElement, cells: Record<string, HTMLTableCellElement>,
+ *   authClient: HTMLElement, provider: HTMLElement,
  *   refresh: HTMLButtonElement, revoke: HTMLButtonElement }} CredentialRow
  */
 
@@ -170,7 +171,7 @@ function expiryText(expiresAt, now = Date.now()) {
   if (ms === null) return { text: 'no expiry known', tone: 'unknown' };
   const remaining = Math.ceil((ms - now) / 1000);
   if (remaining <= 0) return { text: 'expired', tone: 'expired' };
-  return { text: `expires in ${formatDuration(remaining)}`, tone: remaining < 60 ? 'soon' : 'ok' };
+  return { text: `expires in ${formatDuration(remaining)}`, tone: remaining < 30 ? 'soon' : 'ok' };
 }
 
 /** @param {string} text @param {number} max */
@@ -419,7 +420,7 @@ function startSession(authClients) {
   state.credentialRows.clear();
   state.credentialsLoaded = false;
   state.eventsCursor = null;
-  byId('credential-rows').replaceChildren(placeholderRow(9, 'Loading…'));
+  byId('credential-rows').replaceChildren(placeholderRow(8, 'Loading…'));
   byId('auth-client-rows').replaceChildren(placeholderRow(5, 'Loading…'));
   byId('event-list').replaceChildren();
   byId('events-empty').hidden = false;
@@ -529,7 +530,13 @@ function renderAuthClients(authClients) {
       connect.addEventListener('click', () => void onConnect(client, connect));
       return el('tr', { testid: 'auth-client-row', attrs: { 'data-auth-client-id': client.id } }, [
         el('td', { className: 'strong', text: client.name }),
-        el('td', { text: providerName(client.providerId), title: client.providerId }),
+        el('td', {}, [
+          el('span', {
+            className: 'clip',
+            text: providerName(client.providerId),
+            title: `${providerName(client.providerId)} (${client.providerId})`,
+          }),
+        ]),
         el('td', {}, [mono(client.clientId)]),
         el('td', { testid: 'auth-client-status' }, [
           badge(client.status),
@@ -586,8 +593,7 @@ function credentialRow(id) {
     el('td', { testid: `credential-${name}`, ...(className ? { className } : {}) });
   const cells = {
     id: cell('id'),
-    authClient: cell('auth-client', 'strong'),
-    provider: cell('provider'),
+    client: el('td'),
     status: cell('status'),
     expiry: cell('expiry', 'nowrap'),
     lastRefresh: cell('last-refresh', 'nowrap'),
@@ -596,6 +602,10 @@ function credentialRow(id) {
     actions: el('td', { className: 'actions' }),
   };
   cells.id.append(mono(id));
+  // The auth client's name with its provider underneath.
+  const authClient = el('div', { className: 'strong', testid: 'credential-auth-client' });
+  const provider = el('div', { className: 'reason clip', testid: 'credential-provider' });
+  cells.client.append(authClient, provider);
   const refresh = el('button', {
     className: 'button-small',
     text: 'Refresh now',
@@ -610,13 +620,13 @@ function credentialRow(id) {
   });
   refresh.addEventListener('click', () => void onRefresh(id));
   revoke.addEventListener('click', () => void onRevoke(id));
-  cells.actions.append(refresh, revoke);
+  cells.actions.append(refresh, ' ', revoke);
   const row = el(
     'tr',
     { testid: 'credential-row', attrs: { 'data-credential-id': id } },
     Object.values(cells),
   );
-  const entry = { row, cells, refresh, revoke };
+  const entry = { row, cells, authClient, provider, refresh, revoke };
   state.credentialRows.set(id, entry);
   return entry;
 }
@@ -624,12 +634,13 @@ function credentialRow(id) {
 /** @param {Credential} credential */
 function updateCredentialRow(credential) {
   state.credentials.set(credential.id, credential);
-  const { row, cells } = credentialRow(credential.id);
+  const { row, cells, authClient, provider } = credentialRow(credential.id);
   row.dataset.status = credential.status;
   const client = state.authClients.get(credential.authClientId);
-  cells.authClient.textContent = client?.name ?? credential.authClientId;
-  cells.authClient.title = credential.authClientId;
-  cells.provider.textContent = providerName(credential.providerId);
+  authClient.textContent = client?.name ?? credential.authClientId;
+  authClient.title = credential.authClientId;
+  provider.textContent = providerName(credential.providerId);
+  provider.title = `${provider.textContent} (${credential.providerId})`;
   cells.status.replaceChildren(
     badge(credential.status),
     credential.statusReason
@@ -684,7 +695,7 @@ function renderCredentials(credentials) {
   for (const credential of sorted) updateCredentialRow(credential);
   if (sorted.length === 0) {
     body.replaceChildren(
-      placeholderRow(9, 'No credentials yet. Connect an account with an auth client above.'),
+      placeholderRow(8, 'No credentials yet. Connect an account with an auth client above.'),
     );
     return;
   }
@@ -710,7 +721,7 @@ function removeCredentialRow(id) {
   state.credentials.delete(id);
   if (state.credentialRows.size === 0 && state.credentialsLoaded) {
     byId('credential-rows').replaceChildren(
-      placeholderRow(9, 'No credentials yet. Connect an account with an auth client above.'),
+      placeholderRow(8, 'No credentials yet. Connect an account with an auth client above.'),
     );
   }
 }
