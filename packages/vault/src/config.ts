@@ -37,6 +37,10 @@ export interface VaultConfig {
   readonly leaseSeconds: number;
   /** Timeout of one request to a token endpoint. */
   readonly tokenRequestTimeoutMs: number;
+  /** Refresh credentials before they expire, with no caller asking. */
+  readonly backgroundRefresh: boolean;
+  /** How often the background refresher looks for due credentials. */
+  readonly refreshIntervalMs: number;
 }
 
 export type ConfigSource = Readonly<Record<string, string | undefined>>;
@@ -101,6 +105,8 @@ const schema = z.object({
     .optional(),
   TOKENWARDEN_LEASE_SECONDS: z.coerce.number().positive().max(600).default(30),
   TOKENWARDEN_TOKEN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  TOKENWARDEN_BACKGROUND_REFRESH: booleanText.default(true),
+  TOKENWARDEN_REFRESH_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(1_000),
 });
 
 export class ConfigError extends Error {
@@ -148,5 +154,7 @@ export function loadConfig(
       env.TOKENWARDEN_INSTANCE_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     leaseSeconds: env.TOKENWARDEN_LEASE_SECONDS,
     tokenRequestTimeoutMs: env.TOKENWARDEN_TOKEN_TIMEOUT_MS,
+    backgroundRefresh: env.TOKENWARDEN_BACKGROUND_REFRESH,
+    refreshIntervalMs: env.TOKENWARDEN_REFRESH_INTERVAL_MS,
   });
 }

@@ -93,6 +93,37 @@ export class CredentialService {
     }
   }
 
+  /**
+   * The background refresher's call: refresh when `next_refresh_at` has come,
+   * unless someone else refreshed meanwhile. A transient failure pushes the next
+   * attempt back, so an outage is not hammered every pass.
+   */
+  async refreshIfDue(tenantId: string, id: string): Promise<void> {
+    const current = await this.#load(tenantId, id);
+    const due = current.record.nextRefreshAt;
+    if (current.record.status !== 'active' || due === null || due > this.#now()) return;
+    try {
+      await this.#refreshShared(tenantId, id, current.tokenSet.accessToken, 'scheduled');
+    } catch (error) {
+      // reauth_required already cleared the schedule; anything else tries again later.
+      if (!(error instanceof TokenwardenError && error.code === 'reauth_required')) {
+        const transient = error instanceof TokenwardenError && error.transient;
+        const delay = transient
+          ? Math.min(
+              RETRY_LATER_MAX_MS,
+              RETRY_LATER_MS * (current.record.lastError === null ? 1 : 2),
+            )
+          : RETRY_LATER_MAX_MS;
+        await this.#store.db
+          .updateTable('credentials')
+          .set({ next_refresh_at: this.#now() + delay })
+          .where('id', '=', id)
+          .execute();
+      }
+      throw error;
+    }
+  }
+
   /** `POST /v1/credentials/:id/refresh`: refresh now, whatever the expiry. */
   async forceRefresh(tenantId: string, id: string): Promise<CredentialRecord> {
     const current = await this.#load(tenantId, id);
@@ -466,6 +497,10 @@ export class CredentialService {
     }
   }
 }
+
+/** When a scheduled refresh failed for a transient reason, try again after this long (doubled once). */
+const RETRY_LATER_MS = 5_000;
+const RETRY_LATER_MAX_MS = 60_000;
 
 /** Why a token must be refreshed before it is handed out, or undefined. */
 export function refreshTrigger(

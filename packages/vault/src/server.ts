@@ -11,6 +11,7 @@ import { openDatabase, type VaultDatabase } from './db/database.ts';
 import { buildApp } from './http/app.ts';
 import { createMetrics } from './http/metrics.ts';
 import { createLogger } from './logger.ts';
+import { BackgroundRefresher } from './refresher.ts';
 import { VaultStore } from './store/store.ts';
 import { DEFAULT_TENANT_ID } from './store/tenants.ts';
 
@@ -123,6 +124,17 @@ export async function startVault(
       demoProvider = await startDemoProvider(store, catalog, config, publicUrl);
       const provider = demoProvider;
       closers.unshift(() => provider.close());
+    }
+    if (config.backgroundRefresh) {
+      const refresher = new BackgroundRefresher({
+        store,
+        service,
+        logger,
+        intervalMs: config.refreshIntervalMs,
+        batchSize: 100,
+      });
+      refresher.start();
+      closers.unshift(() => refresher.stop());
     }
     logger.info(
       { url, publicUrl, database: database.description, instance: config.instanceId },
