@@ -4,9 +4,9 @@ RUN := scripts/toolchain.sh
 
 .PHONY: start test lint typecheck unit integration bench format setup
 
-## start: run the main job (today: the demo of the token lifecycle against the fake provider)
+## start: the vault on its embedded default (SQLite in .data/vault, the demo provider); ARGS="..." adds serve options
 start:
-	@$(RUN) node packages/cli/src/main.ts demo $(ARGS)
+	@$(RUN) node packages/cli/src/main.ts serve --demo --data-dir .data/vault $(ARGS)
 
 ## test: lint, type-check, unit and integration tests: what CI runs
 test:
