@@ -10,6 +10,9 @@ import { dirname, join } from 'node:path';
  * another row fails to decrypt instead of handing out someone else's tokens.
  */
 const PREFIX = 'tw1';
+const TAG_LENGTH = 16;
+/** A key id must survive the `.`-separated envelope (same rule as TOKENWARDEN_MASTER_KEYS). */
+const KID_PATTERN = /^[A-Za-z0-9_-]{1,32}$/;
 
 export class KeyringError extends Error {
   constructor(message: string) {
@@ -70,7 +73,11 @@ export class Keyring {
       );
     }
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+      // A fixed 16-byte tag: GCM would otherwise accept a truncated tag (down to 4 bytes),
+      // making a forgery a 2^-32 guess instead of 2^-128.
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), {
+        authTagLength: TAG_LENGTH,
+      });
       decipher.setAAD(Buffer.from(associatedData, 'utf8'));
       decipher.setAuthTag(Buffer.from(tag, 'base64url'));
       return Buffer.concat([
@@ -98,7 +105,12 @@ export function parseKeyList(text: string): KeyEntry[] {
     .filter((item) => item.length > 0 && !item.startsWith('#'))
     .map((item) => {
       const separator = item.indexOf(':');
-      const kid = item.slice(0, separator);
+      // Without a separator the whole entry may be key material: never echo it.
+      const kid = separator > 0 ? item.slice(0, separator) : '';
+      if (kid.length > 0 && !KID_PATTERN.test(kid))
+        throw new KeyringError(
+          'a key entry\'s kid must be 1-32 letters, digits, "_" or "-" (a "." would break the envelope)',
+        );
       const key = Buffer.from(item.slice(separator + 1), 'base64');
       if (separator <= 0 || key.length !== 32)
         throw new KeyringError(`key entry "${kid || '?'}" must be kid:base64 of 32 bytes`);

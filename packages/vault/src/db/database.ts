@@ -53,6 +53,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
     await setup.connect();
     try {
       await setup.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    } catch (error) {
+      // IF NOT EXISTS is not safe against a concurrent CREATE: a replica starting at the
+      // same moment makes it fail with unique_violation (or duplicate_schema). It exists.
+      const code = (error as { code?: string }).code;
+      if (code !== '23505' && code !== '42P06') throw error;
     } finally {
       await setup.end();
     }
@@ -72,6 +77,6 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
   // A dropped connection (database restart) must not crash the process; the pool reconnects.
   pool.on('error', () => undefined);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  await migrateToLatest(db as Kysely<unknown>, 'postgres');
+  await migrateToLatest(db as Kysely<unknown>, 'postgres', schema);
   return { db, dialect: 'postgres', description, close: () => db.destroy() };
 }

@@ -105,6 +105,14 @@ function unwrapTokenResponse(body: unknown): TokenResponse {
   if (response.refresh_token !== undefined && typeof response.refresh_token !== 'string') {
     throw new VaultError('validation_failed', 'refresh_token must be a string');
   }
+  // A stored token set with a non-string token_type cannot be read back (TokenSet.fromStored):
+  // the credential would answer 500 to every later call, DELETE included.
+  if (typeof response.token_type !== 'string' || response.token_type.length === 0) {
+    throw new VaultError('validation_failed', 'token_type must be a non-empty string');
+  }
+  if (response.scope !== undefined && typeof response.scope !== 'string') {
+    throw new VaultError('validation_failed', 'scope must be a string');
+  }
   return response as TokenResponse;
 }
 
@@ -579,7 +587,21 @@ export async function registerApiRoutes(
     '/api-keys/:id',
     { schema: { tags: ['tenants'], params: idParams } },
     async (request: IdRequest, reply) => {
-      if (!(await store.tenants.revokeApiKey(tenantOf(request), request.params.id, now()))) {
+      // A tenant key reaches its own tenant's keys; the admin key manages every tenant's
+      // (docs/api.md), and only the admin key may revoke an admin key.
+      const { principal } = request;
+      const target = await store.db
+        .selectFrom('api_keys')
+        .select(['tenant_id', 'is_admin'])
+        .where('id', '=', request.params.id)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (target === undefined || (!principal.admin && target.tenant_id !== principal.tenantId)) {
+        throw new VaultError('not_found', `API key ${request.params.id} does not exist`);
+      }
+      if (target.is_admin === 1 && !principal.admin)
+        throw new VaultError('forbidden', 'only the admin key may revoke an admin key');
+      if (!(await store.tenants.revokeApiKey(target.tenant_id, request.params.id, now()))) {
         throw new VaultError('not_found', `API key ${request.params.id} does not exist`);
       }
       return reply.status(204).send();

@@ -54,8 +54,10 @@ export async function registerBrowserRoutes(
           .type('text/html; charset=utf-8')
           .send(resultPage('Cannot connect', result.error, false));
       }
+      // One binding secret per browser, sent to /connect too so that a second flow
+      // started in the same browser reuses it instead of breaking the first one.
       void reply.setCookie(BROWSER_COOKIE, result.browserSecret, {
-        path: '/oauth/callback',
+        path: '/',
         httpOnly: true,
         // Lax: the provider's redirect back is a top-level GET navigation, which Lax allows.
         sameSite: 'lax',
@@ -71,9 +73,8 @@ export async function registerBrowserRoutes(
       request.url.slice(request.url.indexOf('?') + 1 || request.url.length),
     );
     const outcome = await deps.connect.callback(query, request.cookies[BROWSER_COOKIE]);
-    void reply
-      .clearCookie(BROWSER_COOKIE, { path: '/oauth/callback' })
-      .header('cache-control', 'no-store');
+    // The cookie is not cleared: another flow of this browser may still be under way.
+    void reply.header('cache-control', 'no-store');
     const returnTo = outcome.session?.returnTo ?? null;
     if (returnTo !== null) {
       const target = new URL(returnTo);
