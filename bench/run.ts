@@ -2,7 +2,12 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const benches = ['b1-overhead.ts', 'b2-coalescing.ts', 'b3-rotation-storm.ts'];
+const benches = [
+  'b1-overhead.ts',
+  'b2-coalescing.ts',
+  'b3-rotation-storm.ts',
+  'v1-cross-process.ts',
+];
 let failed = 0;
 for (const bench of benches) {
   process.stdout.write(`\n== ${bench}\n`);

@@ -248,7 +248,7 @@ export class CredentialService {
   }
 
   /** One refresh per credential in this process; callers arriving meanwhile share it. */
-  #refreshShared(
+  async #refreshShared(
     tenantId: string,
     id: string,
     expected: string,
@@ -256,7 +256,13 @@ export class CredentialService {
     force = false,
   ): Promise<TokenSet> {
     const inFlight = this.#flights.get(id);
-    if (inFlight !== undefined) return inFlight;
+    if (inFlight !== undefined) {
+      // A refresh that began from an older token can end with the very token this
+      // caller reports stale (when it ran longer than a token lifetime): then refresh again.
+      const shared = await inFlight;
+      if (shared.accessToken !== expected) return shared;
+      return this.#refreshShared(tenantId, id, expected, trigger, force);
+    }
     const flight = this.#refreshAcrossProcesses(tenantId, id, expected, trigger, force).finally(
       () => this.#flights.delete(id),
     );
