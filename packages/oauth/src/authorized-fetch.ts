@@ -58,19 +58,14 @@ export function createAuthorizedFetch(
     input: Parameters<typeof fetch>[0],
     init?: RequestInit,
   ): Promise<Response> => {
-    const request = new Request(input, init);
-    const body: ReplayableBody | undefined =
-      request.body === null ? undefined : await bufferBody(request.body, maxReplayBytes);
+    const prepared = prepare(input, init, maxReplayBytes);
+    const request = prepared instanceof Promise ? await prepared : prepared;
+    const { body } = request;
 
     const attempt = (tokenSet: TokenSet, replay: boolean): Promise<Response> => {
-      const headers = new Headers(request.headers);
+      const headers = new Headers(request.init.headers);
       headers.set('authorization', `${tokenSet.authorizationScheme} ${tokenSet.accessToken}`);
-      const sent: RequestInit & { duplex?: 'half' } = {
-        method: request.method,
-        headers,
-        signal: request.signal,
-        redirect: request.redirect,
-      };
+      const sent: RequestInit & { duplex?: 'half' } = { ...request.init, headers };
       if (body !== undefined) {
         sent.body = replay ? body.replay() : body.first();
         if (body.streaming) sent.duplex = 'half';
@@ -112,8 +107,70 @@ export function createAuthorizedFetch(
   return authorizedFetch as typeof fetch;
 }
 
+interface PreparedRequest {
+  url: string | URL;
+  method: string;
+  /** Everything but the body and the authorization header. */
+  init: RequestInit;
+  body: ReplayableBody | undefined;
+}
+
+/**
+ * The hot path builds no Request: a URL with no body, or a body fetch can read
+ * again by itself (string, URLSearchParams, Blob, FormData, buffers), is sent as
+ * given. Only a Request object or a streamed body goes through buffering.
+ */
+function prepare(
+  input: Parameters<typeof fetch>[0],
+  init: RequestInit | undefined,
+  maxReplayBytes: number,
+): PreparedRequest | Promise<PreparedRequest> {
+  const given = init?.body;
+  if (!(input instanceof Request) && (given === undefined || given === null || isReusable(given))) {
+    const { body: _body, ...rest } = init ?? {};
+    const method = (init?.method ?? 'GET').toUpperCase();
+    return {
+      url: input,
+      method,
+      init: rest,
+      body: given === undefined || given === null ? undefined : reusableBody(given),
+    };
+  }
+  return prepareRequest(new Request(input, init), maxReplayBytes);
+}
+
+async function prepareRequest(request: Request, maxReplayBytes: number): Promise<PreparedRequest> {
+  return {
+    url: request.url,
+    method: request.method,
+    init: {
+      method: request.method,
+      headers: request.headers,
+      signal: request.signal,
+      redirect: request.redirect,
+    },
+    body: request.body === null ? undefined : await bufferBody(request.body, maxReplayBytes),
+  };
+}
+
+function isReusable(body: NonNullable<RequestInit['body']>): boolean {
+  return (
+    typeof body === 'string' ||
+    body instanceof URLSearchParams ||
+    body instanceof Blob ||
+    body instanceof FormData ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body)
+  );
+}
+
+/** A body fetch reads afresh on every send. */
+function reusableBody(body: NonNullable<RequestInit['body']>): ReplayableBody {
+  return { replayable: true, streaming: false, first: () => body, replay: () => body };
+}
+
 /** A URL for error messages: no query string (it may carry secrets) and no credentials. */
-function redactedUrl(href: string): string {
-  const url = new URL(href);
+function redactedUrl(input: string | URL): string {
+  const url = new URL(input);
   return `${url.origin}${url.pathname}`;
 }

@@ -73,6 +73,10 @@ export class JsonFileTokenStore implements TokenStore {
     return record === undefined ? undefined : structuredClone(record);
   }
 
+  async version(credentialId: string): Promise<number | undefined> {
+    return recordOf(this.#contents, credentialId)?.version;
+  }
+
   compareAndSet(
     credentialId: string,
     expectedVersion: number | null,

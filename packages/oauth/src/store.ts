@@ -29,6 +29,11 @@ export interface TokenStore {
     tokenSet: StoredTokenSet,
   ): Promise<number | undefined>;
   delete(credentialId: string): Promise<boolean>;
+  /**
+   * Optional fast path: the stored version alone, without copying the token set.
+   * Lets a reader that already holds that version skip the load.
+   */
+  version?(credentialId: string): Promise<number | undefined>;
 }
 
 /** A store that keeps everything in this process's memory: tests, short-lived scripts. */
@@ -54,5 +59,9 @@ export class MemoryTokenStore implements TokenStore {
 
   async delete(credentialId: string): Promise<boolean> {
     return this.#records.delete(credentialId);
+  }
+
+  async version(credentialId: string): Promise<number | undefined> {
+    return this.#records.get(credentialId)?.version;
   }
 }

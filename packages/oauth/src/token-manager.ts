@@ -66,6 +66,7 @@ const MAX_SAVE_CONFLICTS = 5;
 export class TokenManager {
   readonly #options: TokenManagerOptions;
   readonly #flights = new SingleFlight<TokenSet>();
+  readonly #parsed = new Map<string, { version: number; tokenSet: TokenSet }>();
   readonly #now: () => number;
 
   constructor(options: TokenManagerOptions) {
@@ -99,8 +100,7 @@ export class TokenManager {
 
   /** A valid token set, refreshed first when the request asks or the token is close to expiry. */
   async getToken(credentialId: string, request: TokenRequest = {}): Promise<TokenSet> {
-    const record = await this.#load(credentialId);
-    const tokenSet = TokenSet.fromStored(record.tokenSet);
+    const tokenSet = await this.#current(credentialId);
     const trigger = this.#refreshTrigger(tokenSet, request);
     if (trigger === undefined) return tokenSet;
     return this.refresh(credentialId, { expectedAccessToken: tokenSet.accessToken, trigger });
@@ -184,24 +184,43 @@ export class TokenManager {
    * statuses come from the auth client's profile unless `options` set them.
    */
   authorizedFetch(credentialId: string, options: AuthorizedFetchOptions = {}): typeof fetch {
-    let inner: Promise<typeof fetch> | undefined;
+    let ready: typeof fetch | undefined;
+    let pending: Promise<typeof fetch> | undefined;
     const resolve = async () => {
       const { profile } = await this.#authClient(credentialId);
-      return createAuthorizedFetch(this.source(credentialId), {
+      ready = createAuthorizedFetch(this.source(credentialId), {
         marginSeconds: profile.expiryMarginSeconds,
         expiredStatuses: profile.expiredStatuses,
         ...options,
       });
+      return ready;
     };
     const authorized = async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
+      if (ready !== undefined) return ready(input, init);
       // A failed lookup (the auth client briefly unavailable) is not cached.
-      inner ??= resolve().catch((error: unknown) => {
-        inner = undefined;
-        throw error;
+      pending ??= resolve().finally(() => {
+        pending = undefined;
       });
-      return (await inner)(input, init);
+      return (await pending)(input, init);
     };
     return authorized as typeof fetch;
+  }
+
+  /**
+   * The stored token set. A TokenSet is immutable, so the one parsed for a
+   * version is reused while the store still holds that version (the hot path of
+   * the authorized fetch: no copy, no parse).
+   */
+  async #current(credentialId: string): Promise<TokenSet> {
+    const cached = this.#parsed.get(credentialId);
+    if (cached !== undefined && this.#options.store.version !== undefined) {
+      if ((await this.#options.store.version(credentialId)) === cached.version)
+        return cached.tokenSet;
+    }
+    const record = await this.#load(credentialId);
+    const tokenSet = TokenSet.fromStored(record.tokenSet);
+    this.#parsed.set(credentialId, { version: record.version, tokenSet });
+    return tokenSet;
   }
 
   #refreshTrigger(tokenSet: TokenSet, request: TokenRequest): string | undefined {

@@ -125,6 +125,23 @@ describe('TokenManager.getToken', () => {
     assert.equal(endpoint.calls.length, 0);
   });
 
+  it('sees a token set another writer stored, though it reuses the parsed one while the version holds', async () => {
+    const { manager, store } = await setup();
+    const first = await manager.getToken(CREDENTIAL);
+    assert.equal(
+      await manager.getToken(CREDENTIAL),
+      first,
+      'same version: the parsed set is reused',
+    );
+    const version = (await store.load(CREDENTIAL))?.version ?? 0;
+    await store.compareAndSet(
+      CREDENTIAL,
+      version,
+      storedTokens({ access_token: 'written-elsewhere', refresh_token: 'r' }, T0),
+    );
+    assert.equal((await manager.getToken(CREDENTIAL)).accessToken, 'written-elsewhere');
+  });
+
   it('returns an expired token as it is when the request asks for no validity (on-demand)', async () => {
     const { manager, endpoint, clock } = await setup();
     clock.now = T0 + 7_200_000;

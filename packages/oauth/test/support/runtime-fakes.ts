@@ -140,16 +140,14 @@ export function fakeResource(
 ): FakeResource {
   const requests: ResourceRequest[] = [];
   const send = async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-    const url = input instanceof Request ? input.url : String(input);
-    const body =
-      init?.body === undefined || init.body === null
-        ? undefined
-        : new Uint8Array(await new Response(init.body).arrayBuffer());
+    // What the real fetch would put on the wire: its Request derives default
+    // headers (a string body's content-type) and reads the body.
+    const sent = new Request(input, init);
     const request: ResourceRequest = {
-      url,
-      method: init?.method ?? 'GET',
-      headers: new Headers(init?.headers),
-      body,
+      url: sent.url,
+      method: sent.method,
+      headers: sent.headers,
+      body: sent.body === null ? undefined : new Uint8Array(await sent.arrayBuffer()),
     };
     const index = requests.length;
     requests.push(request);
