@@ -83,6 +83,11 @@ function vaultUrl(): string {
   return vault.url;
 }
 
+/** Every log line of the vault under test. */
+const logLines: string[] = [];
+/** What the fake provider's codes and tokens look like (packages/testing/src/internal/store.ts). */
+const FAKE_SECRET = /\b(?:code|at|rt)_[A-Za-z0-9_-]{40,}/;
+
 describe('vault web UI in chromium', { timeout: 180_000 }, () => {
   before(async () => {
     assert.ok(
@@ -98,8 +103,9 @@ describe('vault web UI in chromium', { timeout: 180_000 }, () => {
         TOKENWARDEN_ADMIN_KEY: ADMIN_KEY,
         TOKENWARDEN_DEMO_PROVIDER: '1',
         TOKENWARDEN_DEMO_TOKEN_LIFETIME: String(TOKEN_LIFETIME_SECONDS),
-        LOG_LEVEL: 'silent',
+        LOG_LEVEL: 'debug',
       }),
+      { logDestination: { write: (line: string) => void logLines.push(line) } },
     );
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
@@ -124,6 +130,10 @@ describe('vault web UI in chromium', { timeout: 180_000 }, () => {
     await browser?.close();
     await vault?.close();
     if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    // The demo provider's codes and tokens carry these prefixes: none may reach a log line.
+    const leaks = logLines.filter((line) => FAKE_SECRET.test(line) || line.includes(ADMIN_KEY));
+    assert.deepEqual(leaks, [], 'a code, token or API key reached the vault log');
+    assert.ok(logLines.length > 0, 'the vault logged (the check above saw something)');
   });
 
   test('refuses an unknown API key with a message', async () => {

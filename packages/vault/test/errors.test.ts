@@ -10,11 +10,13 @@ describe('vault error registry', () => {
   it('lists the same codes, statuses and meanings as docs/errors.md', async () => {
     const text = await readFile(DOC, 'utf8');
     const section = text.slice(text.indexOf("## The vault's own codes"));
-    const rows = [...section.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*(.+?)\s*\|$/gm)].map((m) => ({
-      code: m[1],
-      status: Number(m[2]),
-      summary: m[3],
-    }));
+    const rows = [...section.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*(.+?)\s*\|$/gm)].map(
+      (m) => ({
+        code: m[1],
+        status: Number(m[2]),
+        summary: m[3],
+      }),
+    );
     assert.deepEqual(
       rows,
       Object.entries(VAULT_ERROR_CODES).map(([code, entry]) => ({
