@@ -11,6 +11,7 @@ import {
   withRetry,
 } from '@tokenwarden/oauth';
 import type { Logger } from 'pino';
+import { refreshOutcome, type VaultMetrics } from './http/metrics.ts';
 import type { AuthClientRecord } from './store/auth-clients.ts';
 import type { CredentialRecord, CredentialWithTokens } from './store/credentials.ts';
 import { newId } from './store/ids.ts';
@@ -26,6 +27,7 @@ export interface CredentialServiceOptions {
   retry?: RetryPolicy;
   /** For tests: replaces the global fetch for token requests. */
   fetch?: typeof fetch;
+  metrics?: VaultMetrics;
   now?: () => number;
 }
 
@@ -278,11 +280,19 @@ export class CredentialService {
     force: boolean,
   ): Promise<TokenSet> {
     const { leaseMs, instanceId } = this.#options;
-    const deadline = this.#now() + leaseMs + this.#options.tokenRequestTimeoutMs;
+    const waitStarted = this.#now();
+    const deadline = waitStarted + leaseMs + this.#options.tokenRequestTimeoutMs;
+    const waited = (outcome: string) => {
+      if (pause > 10)
+        this.#options.metrics?.leaseWait.observe({ outcome }, (this.#now() - waitStarted) / 1000);
+    };
     let pause = 10;
     for (;;) {
       const current = await this.#load(tenantId, id);
-      if (current.tokenSet.accessToken !== expected) return current.tokenSet;
+      if (current.tokenSet.accessToken !== expected) {
+        waited('token_changed');
+        return current.tokenSet;
+      }
       assertUsable(current.record, force);
       const lease = await this.#store.credentials.tryAcquireLease(
         id,
@@ -291,6 +301,7 @@ export class CredentialService {
         leaseMs,
       );
       if (lease.acquired) {
+        waited('acquired');
         try {
           return await this.#refreshHoldingLease(
             tenantId,
@@ -305,6 +316,7 @@ export class CredentialService {
         }
       }
       if (this.#now() > deadline) {
+        waited('timeout');
         throw new TokenEndpointError(
           'token_endpoint_unavailable',
           `credential ${id}: another vault process has held the refresh lease for too long; try again`,
@@ -333,6 +345,16 @@ export class CredentialService {
       current.record.authClientId,
     );
     const refreshToken = current.tokenSet.refreshToken;
+    const started = this.#now();
+    const measure = (code: string | undefined) => {
+      const metrics = this.#options.metrics;
+      if (metrics === undefined) return;
+      const provider = client.profile.id;
+      const outcome = refreshOutcome(code);
+      metrics.refreshes.inc({ provider, outcome, trigger });
+      metrics.refreshDuration.observe({ provider, outcome }, (this.#now() - started) / 1000);
+      if (code !== undefined) metrics.tokenEndpointErrors.inc({ provider, code });
+    };
     try {
       if (authClient.status === 'misconfigured') {
         throw new TokenwardenError(
@@ -346,7 +368,6 @@ export class CredentialService {
           'the credential has no refresh token and its access token can no longer be used',
         );
       }
-      const started = this.#now();
       const next = await withRetry(async (attempt) => {
         if (
           attempt > 1 &&
@@ -366,12 +387,14 @@ export class CredentialService {
         );
       }, this.#options.retry);
       await this.#commitRefresh(tenantId, current, next, client, trigger);
+      measure(undefined);
       logger.info(
         { credentialId: id, trigger, ms: this.#now() - started, takenOver },
         'credential refreshed',
       );
       return next;
     } catch (error) {
+      measure(error instanceof TokenwardenError ? error.code : 'internal_error');
       await this.#recordFailure(tenantId, current, client, error, takenOver).catch(
         (failure: unknown) => {
           logger.error({ credentialId: id, err: failure }, 'could not record a refresh failure');

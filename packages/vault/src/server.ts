@@ -84,7 +84,9 @@ export async function startVault(
     }
 
     let publicUrl = config.publicUrl ?? '';
+    const metrics = createMetrics(store);
     const service = new CredentialService({
+      metrics,
       store,
       logger,
       instanceId: config.instanceId,
@@ -101,7 +103,6 @@ export async function startVault(
       returnToAllowlist: config.returnToAllowlist,
       ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
     });
-    const metrics = createMetrics(store);
     const app = await buildApp({
       store,
       service,

@@ -1,19 +1,37 @@
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { VaultStore } from '../store/store.ts';
 
-/** Prometheus metrics. Gauges read the database when scraped. */
+/**
+ * Prometheus metrics (`GET /metrics`). Counters and histograms are fed by the
+ * code that does the work; gauges read the database when scraped, so every
+ * replica reports the shared state (sum or max them accordingly).
+ * docs/operations.md explains each one.
+ */
 export interface VaultMetrics {
   registry: Registry;
+  /** Refresh attempts that reached a decision, by provider, outcome and what triggered them. */
+  refreshes: Counter<'provider' | 'outcome' | 'trigger'>;
+  /** Time from taking the lease to storing the new token set (or failing). */
+  refreshDuration: Histogram<'provider' | 'outcome'>;
+  /** Failed token-endpoint calls by provider and error code. */
+  tokenEndpointErrors: Counter<'provider' | 'code'>;
+  /** Time spent waiting for another process's refresh lease. */
+  leaseWait: Histogram<'outcome'>;
+  /** Credentials claimed by the background refresher per pass. */
+  claims: Counter<'outcome'>;
+  /** Webhook deliveries by outcome. */
+  webhookDeliveries: Counter<'outcome'>;
 }
 
-export function createMetrics(store: VaultStore): VaultMetrics {
+export function createMetrics(store: VaultStore, now: () => number = Date.now): VaultMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tokenwarden_' });
+  const registers = [registry];
   new Gauge({
     name: 'tokenwarden_credentials',
-    help: 'Credentials by status.',
+    help: 'Credentials by status (database-wide).',
     labelNames: ['status'],
-    registers: [registry],
+    registers,
     async collect() {
       const rows = await store.db
         .selectFrom('credentials')
@@ -24,5 +42,78 @@ export function createMetrics(store: VaultStore): VaultMetrics {
       for (const row of rows) this.set({ status: row.status }, Number(row.n));
     },
   });
-  return { registry };
+  new Gauge({
+    name: 'tokenwarden_refresh_backlog',
+    help: 'Active credentials whose scheduled refresh time has passed and that are not refreshed yet (database-wide).',
+    registers,
+    async collect() {
+      const row = await store.db
+        .selectFrom('credentials')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('status', '=', 'active')
+        .where('next_refresh_at', '<=', now())
+        .executeTakeFirst();
+      this.set(Number(row?.n ?? 0));
+    },
+  });
+  return {
+    registry,
+    refreshes: new Counter({
+      name: 'tokenwarden_refreshes_total',
+      help: 'Refreshes by provider, outcome (ok, reauth_required, client_misconfigured, unavailable, invalid_response, rejected, error) and trigger.',
+      labelNames: ['provider', 'outcome', 'trigger'],
+      registers,
+    }),
+    refreshDuration: new Histogram({
+      name: 'tokenwarden_refresh_duration_seconds',
+      help: 'Refresh latency, lease taken to token set stored, by provider and outcome.',
+      labelNames: ['provider', 'outcome'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    tokenEndpointErrors: new Counter({
+      name: 'tokenwarden_token_endpoint_errors_total',
+      help: 'Failed calls to providers’ token endpoints by provider and error code.',
+      labelNames: ['provider', 'code'],
+      registers,
+    }),
+    leaseWait: new Histogram({
+      name: 'tokenwarden_lease_wait_seconds',
+      help: 'Time spent waiting for another process’s refresh lease, by outcome (token_changed, acquired, timeout).',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    claims: new Counter({
+      name: 'tokenwarden_refresher_claims_total',
+      help: 'Due credentials the background refresher claimed (claimed) or found taken by another replica (contended).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    webhookDeliveries: new Counter({
+      name: 'tokenwarden_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by outcome (delivered, failed, gave_up).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+  };
+}
+
+/** The metric label for an error code: the few outcomes operators alert on. */
+export function refreshOutcome(code: string | undefined): string {
+  switch (code) {
+    case undefined:
+      return 'ok';
+    case 'reauth_required':
+    case 'client_misconfigured':
+      return code;
+    case 'token_endpoint_unavailable':
+      return 'unavailable';
+    case 'invalid_token_response':
+      return 'invalid_response';
+    case 'token_request_rejected':
+      return 'rejected';
+    default:
+      return 'error';
+  }
 }
