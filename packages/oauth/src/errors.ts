@@ -116,6 +116,11 @@ export interface TokenEndpointErrorOptions extends TokenwardenErrorOptions {
   retryAfterSeconds?: number;
   /** The raw Response, kept non-enumerable so that logging the error never prints a body. */
   response?: Response;
+  /**
+   * The request went out and no answer came back (a timeout, a reset): the
+   * provider may have processed it, and spent a single-use refresh token.
+   */
+  inDoubt?: boolean;
 }
 
 /** A failed call to a token or revocation endpoint, classified. */
@@ -124,6 +129,7 @@ export class TokenEndpointError extends TokenwardenError {
   readonly errorDescription: string | undefined;
   readonly status: number | undefined;
   readonly retryAfterSeconds: number | undefined;
+  readonly inDoubt: boolean;
   declare readonly response: Response | undefined;
 
   constructor(code: ErrorCode, message: string, options: TokenEndpointErrorOptions = {}) {
@@ -133,6 +139,7 @@ export class TokenEndpointError extends TokenwardenError {
     this.errorDescription = options.errorDescription;
     this.status = options.status;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.inDoubt = options.inDoubt ?? false;
     Object.defineProperty(this, 'response', { value: options.response, enumerable: false });
   }
 }

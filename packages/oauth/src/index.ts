@@ -39,6 +39,7 @@ export {
   type RefreshOptions,
   refreshGrantRequest,
   refreshTokenSet,
+  retryPolicyFor,
 } from './refresh.ts';
 export { type RetryPolicy, retryDelayMs, withRetry } from './retry.ts';
 export { processRevocationResponse, revocationRequest } from './revoke.ts';

@@ -68,9 +68,36 @@ export async function refreshTokenSet(
     );
   }
   const now = options.now ?? Date.now;
-  return withRetry(async () => {
-    const response = await refreshGrantRequest(client, refreshToken, options);
-    const tokens = await processRefreshResponse(client, response);
-    return current.merge(tokens, now(), client.profile.defaultAccessTokenLifetimeSeconds);
-  }, options.retry);
+  let inDoubt = false;
+  try {
+    return await withRetry(
+      async () => {
+        const response = await refreshGrantRequest(client, refreshToken, options);
+        const tokens = await processRefreshResponse(client, response);
+        return current.merge(tokens, now(), client.profile.defaultAccessTokenLifetimeSeconds);
+      },
+      {
+        ...retryPolicyFor(client),
+        ...options.retry,
+        onRetry: (info) => {
+          inDoubt ||= info.error.inDoubt;
+          options.retry?.onRetry?.(info);
+        },
+      },
+    );
+  } catch (error) {
+    if (inDoubt && error instanceof TokenwardenError && error.code === 'reauth_required') {
+      error.message +=
+        '; an earlier attempt got no answer, and the provider may have spent the refresh token then';
+    }
+    throw error;
+  }
+}
+
+/**
+ * The retry policy a provider's rotation allows: with single-use refresh tokens,
+ * a failure whose outcome is unknown is not retried (the token may be spent).
+ */
+export function retryPolicyFor(client: AuthClient): RetryPolicy {
+  return { retryInDoubt: client.profile.rotation !== 'single-use' };
 }

@@ -13,6 +13,13 @@ export interface RetryPolicy {
   /** Random source in [0, 1) for jitter (tests make it deterministic). */
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Retry failures whose outcome is unknown (`inDoubt`: a timeout or reset after
+   * the request went out). Default true. Set false for providers with single-use
+   * refresh tokens: presenting a token the provider may already have spent makes
+   * it revoke the whole grant (RFC 9700 §4.14.2).
+   */
+  retryInDoubt?: boolean;
   /** Called before each wait, for logging and metrics. */
   onRetry?: (info: { attempt: number; delayMs: number; error: TokenEndpointError }) => void;
 }
@@ -56,6 +63,7 @@ export async function withRetry<T>(
       if (
         !(error instanceof TokenEndpointError) ||
         error.code !== 'token_endpoint_unavailable' ||
+        (error.inDoubt && policy.retryInDoubt === false) ||
         attempt >= maxAttempts
       ) {
         throw error;

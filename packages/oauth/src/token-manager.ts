@@ -111,9 +111,25 @@ export class TokenManager {
    * (then the newer token is returned as it is). Concurrent calls for one
    * credential share one refresh.
    */
-  refresh(
+  async refresh(
     credentialId: string,
     options: { expectedAccessToken?: string; trigger?: string } = {},
+  ): Promise<TokenSet> {
+    const shared = await this.#refreshShared(credentialId, options);
+    // Joining a refresh that began from an older token can yield the very token this
+    // caller saw rejected (it was written meanwhile, e.g. by updateKeys): refresh again.
+    if (
+      options.expectedAccessToken !== undefined &&
+      shared.accessToken === options.expectedAccessToken
+    ) {
+      return this.#refreshShared(credentialId, options);
+    }
+    return shared;
+  }
+
+  #refreshShared(
+    credentialId: string,
+    options: { expectedAccessToken?: string; trigger?: string },
   ): Promise<TokenSet> {
     return this.#flights.run(credentialId, async () => {
       // Re-read inside the flight: the caller's view may be older than the store's.

@@ -135,6 +135,7 @@ describe('TokenEndpointError', () => {
       errorDescription: 'Token has been expired or revoked.',
       status: 400,
       retryAfterSeconds: 5,
+      inDoubt: false,
     });
     for (const text of [
       inspect(error),

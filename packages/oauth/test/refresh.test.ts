@@ -362,6 +362,56 @@ describe('refreshTokenSet', () => {
     assert.equal(requests.length, 3);
   });
 
+  it('single-use refresh tokens: a failure whose outcome is unknown is not retried', async () => {
+    const reset = () => {
+      throw new TypeError('fetch failed', { cause: { code: 'ECONNRESET' } });
+    };
+    const { fetch, requests } = fakeFetch(
+      reset,
+      tokenJson({ access_token: 'never', token_type: 'Bearer' }),
+    );
+    await assert.rejects(
+      refreshTokenSet(makeClient({ rotation: 'single-use' }), current, { fetch, retry: noWait }),
+      (error) =>
+        error instanceof TokenEndpointError &&
+        error.inDoubt &&
+        error.code === 'token_endpoint_unavailable',
+    );
+    assert.equal(requests.length, 1, 'the possibly spent refresh token was not presented again');
+  });
+
+  it('single-use refresh tokens: a refused connection (never sent) is retried', async () => {
+    const refused = () => {
+      throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } });
+    };
+    const { fetch, requests } = fakeFetch(
+      refused,
+      tokenJson({ access_token: 'access-2', token_type: 'Bearer' }),
+    );
+    const next = await refreshTokenSet(makeClient({ rotation: 'single-use' }), current, {
+      fetch,
+      retry: noWait,
+    });
+    assert.equal(next.accessToken, 'access-2');
+    assert.equal(requests.length, 2);
+  });
+
+  it('an invalid_grant after an unanswered attempt says the token may have been spent then', async () => {
+    const reset = () => {
+      throw new TypeError('fetch failed', { cause: { code: 'ECONNRESET' } });
+    };
+    const { fetch } = fakeFetch(reset, Response.json({ error: 'invalid_grant' }, { status: 400 }));
+    await assert.rejects(
+      refreshTokenSet(makeClient(), current, { fetch, retry: noWait }),
+      (error) => {
+        assert.ok(error instanceof TokenEndpointError);
+        assert.equal(error.code, 'reauth_required');
+        assert.match(error.message, /may have spent the refresh token/);
+        return true;
+      },
+    );
+  });
+
   it('a misconfigured client is not retried', async () => {
     const { fetch, requests } = fakeFetch(
       Response.json({ error: 'invalid_client' }, { status: 401 }),

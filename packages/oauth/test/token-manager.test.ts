@@ -114,6 +114,18 @@ function isCode(code: TokenwardenError['code'], credentialId?: string) {
 }
 
 describe('TokenManager.getToken', () => {
+  it('regression: a caller joining a flight that began from an older token does not get its own rejected token back', async () => {
+    const { manager, endpoint } = await setup();
+    // B started from a token older than the stored one: its flight returns the stored access-0 unrefreshed.
+    const b = manager.refresh(CREDENTIAL, { expectedAccessToken: 'older-than-stored' });
+    // A saw access-0 rejected and joins B's flight while it runs.
+    const a = manager.refresh(CREDENTIAL, { expectedAccessToken: 'access-0' });
+    assert.equal((await b).accessToken, 'access-0');
+    const fromA = await a;
+    assert.notEqual(fromA.accessToken, 'access-0');
+    assert.equal(endpoint.calls.length, 1);
+  });
+
   it('returns the stored token without refreshing while it is valid', async () => {
     const { manager, endpoint, clock } = await setup();
     clock.now = T0 + 60_000;

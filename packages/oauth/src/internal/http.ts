@@ -39,20 +39,28 @@ export async function send(endpoint: string, request: () => Promise<Response>): 
     const name = (error as Error)?.name;
     const what =
       name === 'TimeoutError' ? 'timed out' : name === 'AbortError' ? 'was aborted' : 'failed';
-    const reason = describeNetworkError(error);
+    const code = networkErrorCode(error);
     throw new TokenEndpointError(
       'token_endpoint_unavailable',
-      `request to the ${endpoint} ${what}${reason}`,
-      {
-        cause: error,
-      },
+      `request to the ${endpoint} ${what}${code === undefined ? '' : ` (${code})`}`,
+      { cause: error, inDoubt: !(code !== undefined && NOT_SENT.has(code)) },
     );
   }
 }
 
-function describeNetworkError(error: unknown): string {
+/** Failures that prove the request never reached the provider. */
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+function networkErrorCode(error: unknown): string | undefined {
   const cause = (error as { cause?: { code?: unknown } })?.cause;
-  return typeof cause?.code === 'string' ? ` (${cause.code})` : '';
+  return typeof cause?.code === 'string' ? cause.code : undefined;
 }
 
 /** Parses `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date. */

@@ -208,6 +208,7 @@ async function readBody(response: Response, grant: Grant): Promise<string> {
       {
         status: response.status,
         cause: error,
+        inDoubt: true,
       },
     );
   }
