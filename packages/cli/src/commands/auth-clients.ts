@@ -24,7 +24,7 @@ Usage:
 The client secret is never a flag value (it would land in shell history and in
 the process list): pipe it in with --client-secret-stdin (typed without echo
 when stdin is a terminal), or name an environment variable that holds it.
-Without either, the client is registered as a public client (PKCE, no secret).
+One of them is required: the vault registers confidential clients only.
 
 Prints the new auth client's id on stdout.
 
@@ -105,9 +105,12 @@ Example:
     // Check the connection settings before asking for a secret.
     const api = apiClient(values, context);
     const secret = await readClientSecret(values, context);
-    if (secret === undefined)
-      err('no client secret given: registering a public client (PKCE only, no secret)');
-    else body.clientSecret = secret;
+    if (secret === undefined) {
+      throw new UsageError(
+        'a client secret is required: pass --client-secret-stdin or --client-secret-env <VAR> (the vault registers confidential clients only)',
+      );
+    }
+    body.clientSecret = secret;
 
     const created = await api.createAuthClient(body);
     err(
@@ -242,7 +245,7 @@ function formatAuthClient(client: AuthClient): string {
     ['name', cell(client.name)],
     ['provider', cell(client.providerId)],
     ['client id', cell(client.clientId)],
-    ['client secret', client.hasClientSecret ? 'set (write-only)' : 'none (public client)'],
+    ['client secret', client.hasClientSecret ? 'set (write-only)' : 'none'],
     ['scopes', cell(Array.isArray(client.scopes) ? client.scopes.join(' ') : undefined)],
     [
       'placeholders',

@@ -22,7 +22,7 @@ errors go to stderr. Never prints the refresh token.
 
 Options:
   --min-validity <seconds>   the token must stay valid at least this long
-                             (default: the vault's expiry margin)
+                             (default 0: any token not yet expired)
   -h, --help                 show this help
 ${CONNECTION_HELP}
 
