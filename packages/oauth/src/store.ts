@@ -12,8 +12,8 @@ export interface StoredCredential {
  * stored version is still the one the writer read, so two writers can never
  * silently overwrite each other's refresh tokens.
  *
- * Implementations: {@link MemoryTokenStore}, {@link JsonFileTokenStore}; the vault
- * adds SQLite and PostgreSQL stores on the same interface.
+ * Implementations: {@link MemoryTokenStore}, {@link JsonFileTokenStore}. (The vault
+ * keeps its own SQL storage, with a cross-process refresh lease.)
  */
 export interface TokenStore {
   load(credentialId: string): Promise<StoredCredential | undefined>;
