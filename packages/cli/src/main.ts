@@ -3,11 +3,14 @@ import packageJson from '../package.json' with { type: 'json' };
 import { wantsHelp } from './args.ts';
 import { type Command, type CommandGroup, type Context, groupHelp, isGroup } from './command.ts';
 import { authClients } from './commands/auth-clients.ts';
+import { component } from './commands/component.ts';
 import { connect } from './commands/connect.ts';
 import { credentials } from './commands/credentials.ts';
 import { keys } from './commands/keys.ts';
+import { run } from './commands/run.ts';
 import { serve } from './commands/serve.ts';
 import { token } from './commands/token.ts';
+import { verify } from './commands/verify.ts';
 import { DEMO_HELP } from './demo-help.ts';
 import { CliError, EXIT, EXIT_CODE_HELP, UsageError } from './errors.ts';
 import { err, out, redact } from './output.ts';
@@ -30,6 +33,9 @@ const COMMANDS: readonly (Command | CommandGroup)[] = [
   credentials,
   token,
   keys,
+  run,
+  verify,
+  component,
   demo,
 ];
 

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { EXIT } from '../src/errors.ts';
 import { runCli } from './support/run-cli.ts';
 
-const GROUPS = ['auth-clients', 'credentials', 'keys'];
+const GROUPS = ['auth-clients', 'credentials', 'keys', 'component'];
 const LEAVES = [
   ['serve'],
   ['auth-clients', 'add'],
@@ -18,6 +18,9 @@ const LEAVES = [
   ['credentials', 'delete'],
   ['token'],
   ['keys', 'rotate'],
+  ['run'],
+  ['verify'],
+  ['component', 'validate'],
   ['demo'],
 ];
 
@@ -26,7 +29,18 @@ describe('help', () => {
     const result = await runCli(['--help']);
     assert.equal(result.code, 0);
     assert.equal(result.stderr, '');
-    for (const name of ['serve', 'auth-clients', 'connect', 'credentials', 'token', 'keys', 'demo'])
+    for (const name of [
+      'serve',
+      'auth-clients',
+      'connect',
+      'credentials',
+      'token',
+      'keys',
+      'run',
+      'verify',
+      'component',
+      'demo',
+    ])
       assert.match(result.stdout, new RegExp(`^  ${name} `, 'm'));
     for (const code of Object.values(EXIT))
       assert.match(result.stdout, new RegExp(`^  ${code} +\\S`, 'm'), `exit code ${code}`);

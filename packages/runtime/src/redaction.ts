@@ -1,4 +1,4 @@
-import { isSecretKey, REDACTED, redact } from '@tokenwarden/oauth';
+import { isSecretKey, REDACTED } from '@tokenwarden/oauth';
 
 /** Shorter values are too likely to occur in ordinary text to be replaced everywhere. */
 const MIN_SECRET_LENGTH = 8;
@@ -47,7 +47,7 @@ export class Redactor {
 
   /** A redacted deep copy of a JSON-like value; Errors become `{name, message, code?, stack}`. */
   redact(value: unknown): unknown {
-    return this.#values(redact(toPlain(value)), 0);
+    return this.#values(redactKeys(toPlain(value), 0), 0);
   }
 
   #values(value: unknown, depth: number): unknown {
@@ -58,6 +58,27 @@ export class Redactor {
     for (const [key, member] of Object.entries(value)) copy[key] = this.#values(member, depth + 1);
     return copy;
   }
+}
+
+/** The objects {@link errorToPlain} made: their `code` is an error code, not an OAuth code. */
+const plainErrors = new WeakSet<object>();
+
+/**
+ * oauth's `redact`, except for an error's `code` (`reauth_required`,
+ * `ECONNREFUSED`), which `isSecretKey` would take for an authorization code.
+ * The value pass still replaces any known secret inside it.
+ */
+function redactKeys(value: unknown, depth: number): unknown {
+  if (depth > 8) return REDACTED;
+  if (Array.isArray(value)) return value.map((item) => redactKeys(item, depth + 1));
+  if (typeof value !== 'object' || value === null) return value;
+  const isError = plainErrors.has(value);
+  const copy: Record<string, unknown> = {};
+  for (const [key, member] of Object.entries(value)) {
+    const errorCode = isError && key === 'code' && typeof member !== 'object';
+    copy[key] = isSecretKey(key) && !errorCode ? REDACTED : redactKeys(member, depth + 1);
+  }
+  return copy;
 }
 
 /** What an Error or another non-JSON value looks like once printed. */
@@ -93,6 +114,7 @@ export function errorToPlain(error: unknown): Record<string, unknown> {
     };
     if (typeof code === 'string' || typeof code === 'number') plain.code = code;
     if (typeof stack === 'string') plain.stack = stack;
+    plainErrors.add(plain);
     return plain;
   }
   return { name: 'Error', message: error === undefined ? 'Not Available' : String(error) };

@@ -135,6 +135,21 @@ describe('redaction of what a run prints', () => {
     assert.match(error.stack ?? '', /^Error: with \[redacted\]\n/);
   });
 
+  it("regression: an error's code is printed (reauth_required is not an authorization code); a code member elsewhere is still redacted", () => {
+    const redactor = new Redactor();
+    redactor.addSecret(ACCESS);
+    const error = Object.assign(new Error('grant revoked'), { code: 'reauth_required' });
+    assert.deepEqual((redactor.redact(error) as Record<string, unknown>).code, 'reauth_required');
+    const runtimeError = redactor.redact(new RuntimeError('keys_not_stored', 'disk full'));
+    assert.equal((runtimeError as Record<string, unknown>).code, 'keys_not_stored');
+    // an authorization code in a body, and a secret value inside an error's code
+    assert.deepEqual(redactor.redact({ body: { code: 'authorization-code-123' } }), {
+      body: { code: '[redacted]' },
+    });
+    const odd = Object.assign(new Error('x'), { code: `E_${ACCESS}` });
+    assert.equal((redactor.redact(odd) as Record<string, unknown>).code, 'E_[redacted]');
+  });
+
   it('jsonLineLogSink writes one JSON line per record at or above its level', () => {
     const lines: string[] = [];
     const redactor = new Redactor();

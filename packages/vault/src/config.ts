@@ -1,5 +1,11 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import {
+  DEFAULT_PROVIDER_LIMIT,
+  type ProviderLimits,
+  parseProviderLimits,
+} from './refresher/provider-limits.ts';
+import { DEFAULT_RETRY_SCHEDULE, parseRetrySchedule } from './webhooks/retry.ts';
 
 /**
  * The vault's settings, from the environment and command-line flags (flags win),
@@ -39,8 +45,29 @@ export interface VaultConfig {
   readonly tokenRequestTimeoutMs: number;
   /** Refresh credentials before they expire, with no caller asking. */
   readonly backgroundRefresh: boolean;
-  /** How often the background refresher looks for due credentials. */
+  /** How often the background refresher looks for due credentials when it has no backlog. */
   readonly refreshIntervalMs: number;
+  /** At most this many credentials per claim statement of the background refresher. */
+  readonly refreshClaimSize: number;
+  /** Backoff after failed refreshes: the first ceiling, doubling up to the max (jittered). */
+  readonly refreshBackoffMs: number;
+  readonly refreshBackoffMaxMs: number;
+  /** Per-provider concurrency and rate of token-endpoint calls, per process. */
+  readonly providerLimits: ProviderLimits;
+  /** Run the webhook delivery worker in this process (deliveries are queued either way). */
+  readonly webhookDelivery: boolean;
+  /** How often the delivery worker looks for due deliveries. */
+  readonly webhookIntervalMs: number;
+  /** Timeout of one delivery request. */
+  readonly webhookTimeoutMs: number;
+  /** Delays before the 2nd, 3rd, … attempt, in ms; after the last one, a delivery is given up. */
+  readonly webhookRetryScheduleMs: readonly number[];
+  /** Deliveries one process sends at once. */
+  readonly webhookConcurrency: number;
+  /** Allow `http://` webhook URLs to hosts other than loopback. */
+  readonly webhookAllowInsecureHttp: boolean;
+  /** Delivered and given-up deliveries are deleted after this many days. */
+  readonly webhookRetentionDays: number;
 }
 
 export type ConfigSource = Readonly<Record<string, string | undefined>>;
@@ -55,6 +82,15 @@ const origin = z.string().transform((value, ctx) => {
     return url.origin;
   } catch {
     ctx.addIssue({ code: 'custom', message: `"${value}" is not an absolute URL` });
+    return z.NEVER;
+  }
+});
+
+const retrySchedule = z.string().transform((value, ctx) => {
+  try {
+    return parseRetrySchedule(value);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
     return z.NEVER;
   }
 });
@@ -107,6 +143,34 @@ const schema = z.object({
   TOKENWARDEN_TOKEN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   TOKENWARDEN_BACKGROUND_REFRESH: booleanText.default(true),
   TOKENWARDEN_REFRESH_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(1_000),
+  TOKENWARDEN_REFRESH_CLAIM_SIZE: z.coerce.number().int().min(1).max(10_000).default(100),
+  TOKENWARDEN_REFRESH_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(5_000),
+  TOKENWARDEN_REFRESH_BACKOFF_MAX_MS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .max(86_400_000)
+    .default(300_000),
+  TOKENWARDEN_PROVIDER_LIMITS: z
+    .string()
+    .optional()
+    .transform((value, ctx): ProviderLimits => {
+      if (value === undefined || value.trim() === '')
+        return { default: DEFAULT_PROVIDER_LIMIT, byProvider: {} };
+      const parsed = parseProviderLimits(value);
+      if (parsed.ok) return parsed.limits;
+      for (const problem of parsed.problems) ctx.addIssue({ code: 'custom', message: problem });
+      return z.NEVER;
+    }),
+  TOKENWARDEN_WEBHOOK_DELIVERY: booleanText.default(true),
+  TOKENWARDEN_WEBHOOK_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(1_000),
+  TOKENWARDEN_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  TOKENWARDEN_WEBHOOK_RETRY_SCHEDULE: retrySchedule.default(
+    parseRetrySchedule(DEFAULT_RETRY_SCHEDULE),
+  ),
+  TOKENWARDEN_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(10),
+  TOKENWARDEN_WEBHOOK_ALLOW_INSECURE_HTTP: booleanText.default(false),
+  TOKENWARDEN_WEBHOOK_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(30),
 });
 
 export class ConfigError extends Error {
@@ -156,5 +220,19 @@ export function loadConfig(
     tokenRequestTimeoutMs: env.TOKENWARDEN_TOKEN_TIMEOUT_MS,
     backgroundRefresh: env.TOKENWARDEN_BACKGROUND_REFRESH,
     refreshIntervalMs: env.TOKENWARDEN_REFRESH_INTERVAL_MS,
+    refreshClaimSize: env.TOKENWARDEN_REFRESH_CLAIM_SIZE,
+    refreshBackoffMs: env.TOKENWARDEN_REFRESH_BACKOFF_MS,
+    refreshBackoffMaxMs: Math.max(
+      env.TOKENWARDEN_REFRESH_BACKOFF_MAX_MS,
+      env.TOKENWARDEN_REFRESH_BACKOFF_MS,
+    ),
+    providerLimits: env.TOKENWARDEN_PROVIDER_LIMITS,
+    webhookDelivery: env.TOKENWARDEN_WEBHOOK_DELIVERY,
+    webhookIntervalMs: env.TOKENWARDEN_WEBHOOK_INTERVAL_MS,
+    webhookTimeoutMs: env.TOKENWARDEN_WEBHOOK_TIMEOUT_MS,
+    webhookRetryScheduleMs: Object.freeze([...env.TOKENWARDEN_WEBHOOK_RETRY_SCHEDULE]),
+    webhookConcurrency: env.TOKENWARDEN_WEBHOOK_CONCURRENCY,
+    webhookAllowInsecureHttp: env.TOKENWARDEN_WEBHOOK_ALLOW_INSECURE_HTTP,
+    webhookRetentionDays: env.TOKENWARDEN_WEBHOOK_RETENTION_DAYS,
   });
 }

@@ -249,12 +249,26 @@ export class ConnectFlow {
       await this.#options.store.connectSessions.complete(session.id, credential.id);
       return { ok: true, session, credentialId: credential.id };
     } catch (error) {
-      const code = error instanceof TokenwardenError ? error.code : 'internal_error';
-      this.#options.logger.warn({ connectSessionId: session.id, code }, 'code exchange failed');
+      if (!(error instanceof TokenwardenError)) {
+        // Not the provider's answer (a database failure, a bug): details stay in the log.
+        this.#options.logger.error(
+          { connectSessionId: session.id, err: error },
+          'connect callback failed',
+        );
+        return fail(
+          'internal_error',
+          'Could not connect',
+          'The vault could not store the connection. Try again later.',
+        );
+      }
+      this.#options.logger.warn(
+        { connectSessionId: session.id, code: error.code },
+        'code exchange failed',
+      );
       return fail(
-        code,
+        error.code,
         'Could not connect',
-        `The provider did not accept the sign-in: ${(error as Error).message}`,
+        `The provider did not accept the sign-in: ${error.message}`,
       );
     }
   }

@@ -12,8 +12,20 @@ import {
 } from '@tokenwarden/oauth';
 import type { Logger } from 'pino';
 import { refreshOutcome, type VaultMetrics } from './http/metrics.ts';
+import { type BackoffPolicy, DEFAULT_BACKOFF, failureBackoffMs } from './refresher/backoff.ts';
+import {
+  type LimitPriority,
+  type LimitSlot,
+  type LimitTicket,
+  LimitWaitAborted,
+  type ProviderLimiter,
+} from './refresher/provider-limits.ts';
 import type { AuthClientRecord } from './store/auth-clients.ts';
-import type { CredentialRecord, CredentialWithTokens } from './store/credentials.ts';
+import type {
+  ClaimedCredential,
+  CredentialRecord,
+  CredentialWithTokens,
+} from './store/credentials.ts';
 import { newId } from './store/ids.ts';
 import type { VaultStore } from './store/store.ts';
 
@@ -28,7 +40,70 @@ export interface CredentialServiceOptions {
   /** For tests: replaces the global fetch for token requests. */
   fetch?: typeof fetch;
   metrics?: VaultMetrics;
+  /** Per-provider concurrency and rate of token-endpoint calls; none: unlimited. */
+  limits?: ProviderLimiter;
+  /** Backoff after failed refreshes (`failure_count`). Default 5 s doubling up to 5 min. */
+  backoff?: BackoffPolicy;
   now?: () => number;
+  random?: () => number;
+}
+
+/** What the background refresher decided for one claimed credential, and why. */
+export type RefreshDecision =
+  | { outcome: 'refreshed'; reason: string }
+  /** Refreshed elsewhere (token endpoint, updateKeys, another replica), no longer due, or the lease was lost. */
+  | { outcome: 'skipped'; reason: string }
+  | { outcome: 'backed_off'; reason: string; code: string }
+  | { outcome: 'reauth_required'; reason: string }
+  /** The auth client is marked misconfigured: its credentials wait until it is edited. */
+  | { outcome: 'paused'; reason: string }
+  /** The refresher is stopping: the claim was given back untouched. */
+  | { outcome: 'released'; reason: string };
+
+/** One refresh under a lease this process holds. */
+interface LeaseHeld {
+  tenantId: string;
+  id: string;
+  /** Refresh only while this is still the access token (compare-and-refresh); undefined: refresh. */
+  expected: string | undefined;
+  /** The metric label and event member: stale-token, expired, expiring, forced, scheduled. */
+  trigger: string;
+  leaseOwner: string;
+  leaseTakenAt: number;
+  takenOver: boolean;
+  force: boolean;
+  priority: LimitPriority;
+  retry: RetryPolicy | undefined;
+  signal?: AbortSignal | undefined;
+  /** The row as already read under the lease. */
+  read?: CredentialWithTokens | undefined;
+  /** A background waiter's ticket lands here, so a caller can move it to the front. */
+  ticket?: ((ticket: LimitTicket) => void) | undefined;
+  /** Receives the decision, as stored in `last_decision`. */
+  decided?: ((decision: string) => void) | undefined;
+}
+
+/** A refresh that stopped before calling the provider because the lease went to someone else. */
+class LeaseLost extends TokenwardenError {
+  constructor(id: string) {
+    super(
+      'store_conflict',
+      `credential ${id}: the refresh lease was taken over by another process`,
+      {
+        credentialId: id,
+      },
+    );
+  }
+}
+
+/** The internal check (no provider call): the auth client was already marked misconfigured. */
+class AuthClientPaused extends TokenwardenError {}
+
+function pausedError(authClient: AuthClientRecord): AuthClientPaused {
+  return new AuthClientPaused(
+    'client_misconfigured',
+    `auth client ${authClient.id} is marked misconfigured (${authClient.statusReason ?? 'rejected by the provider'}); fix it with PATCH /v1/auth-clients/${authClient.id}`,
+  );
 }
 
 export interface AccessTokenRequest {
@@ -49,17 +124,29 @@ export interface AccessTokenRequest {
  *   provider is not called;
  * - the merged token set is committed (with a version compare-and-set and its
  *   event, in one transaction) before anyone gets it.
+ *
+ * The background refresher's claims are the same lease ({@link refreshClaimed}).
+ * Every call to a token endpoint passes the provider's limits (`limits`), a
+ * waiting caller before background work. Every failure is recorded with its
+ * decision: reauth, a paused auth client, or a counted, backed-off retry.
  */
 export class CredentialService {
   readonly #options: CredentialServiceOptions;
   readonly #store: VaultStore;
   readonly #now: () => number;
-  readonly #flights = new Map<string, Promise<TokenSet>>();
+  /** In-process single-flight; undefined from a background refresh that had nothing to share. */
+  readonly #flights = new Map<string, Promise<TokenSet | undefined>>();
+  /** Background refreshes waiting for a provider slot, by credential: a caller promotes them. */
+  readonly #tickets = new Map<string, LimitTicket>();
+  readonly #backoff: BackoffPolicy;
+  readonly #random: () => number;
 
   constructor(options: CredentialServiceOptions) {
     this.#options = options;
     this.#store = options.store;
     this.#now = options.now ?? Date.now;
+    this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.#random = options.random ?? Math.random;
   }
 
   /** `POST /v1/credentials/:id/access-token`. */
@@ -96,33 +183,116 @@ export class CredentialService {
   }
 
   /**
-   * The background refresher's call: refresh when `next_refresh_at` has come,
-   * unless someone else refreshed meanwhile. A transient failure pushes the next
-   * attempt back, so an outage is not hammered every pass.
+   * The background refresher's call, for a credential it claimed: the claim is
+   * the refresh lease, already held under `claim.leaseOwner`, so no second
+   * acquire. Under the lease the row is read again: if someone refreshed it
+   * meanwhile (`next_refresh_at` moved) nothing is done. The refresh waits for
+   * the provider's limits at background priority, makes one attempt (a failure
+   * is retried later through the backoff, not inside the lease), and the lease is
+   * released when it is over. Never throws: the decision says what happened.
    */
-  async refreshIfDue(tenantId: string, id: string): Promise<void> {
-    const current = await this.#load(tenantId, id);
-    const due = current.record.nextRefreshAt;
-    if (current.record.status !== 'active' || due === null || due > this.#now()) return;
+  async refreshClaimed(claim: ClaimedCredential, signal?: AbortSignal): Promise<RefreshDecision> {
+    const result = this.#refreshClaimedHolding(claim, signal);
+    // Callers of this credential in this process share the refresh (unless one of
+    // theirs is already under way: it waits for this lease and sees the new token).
+    if (!this.#flights.has(claim.id)) {
+      const flight = result.then((outcome) => {
+        if (outcome.error !== undefined && outcome.decision.outcome !== 'skipped')
+          throw outcome.error;
+        return outcome.tokenSet;
+      });
+      const settled = flight.finally(() => {
+        if (this.#flights.get(claim.id) === settled) this.#flights.delete(claim.id);
+      });
+      settled.catch(() => undefined);
+      this.#flights.set(claim.id, settled);
+    }
+    return (await result).decision;
+  }
+
+  async #refreshClaimedHolding(
+    claim: ClaimedCredential,
+    signal: AbortSignal | undefined,
+  ): Promise<{ decision: RefreshDecision; tokenSet?: TokenSet | undefined; error?: unknown }> {
+    const { id, tenantId, leaseOwner } = claim;
+    const skipped = (reason: string, tokenSet?: TokenSet) => ({
+      decision: { outcome: 'skipped' as const, reason },
+      tokenSet,
+    });
+    let release = true;
     try {
-      await this.#refreshShared(tenantId, id, current.tokenSet.accessToken, 'scheduled');
-    } catch (error) {
-      // reauth_required already cleared the schedule; anything else tries again later.
-      if (!(error instanceof TokenwardenError && error.code === 'reauth_required')) {
-        const transient = error instanceof TokenwardenError && error.transient;
-        const delay = transient
-          ? Math.min(
-              RETRY_LATER_MAX_MS,
-              RETRY_LATER_MS * (current.record.lastError === null ? 1 : 2),
-            )
-          : RETRY_LATER_MAX_MS;
-        await this.#store.db
-          .updateTable('credentials')
-          .set({ next_refresh_at: this.#now() + delay })
-          .where('id', '=', id)
-          .execute();
+      const current = await this.#store.credentials.getWithTokens(tenantId, id);
+      if (current === undefined) return skipped('deleted since it was claimed');
+      if (current.leaseOwner !== leaseOwner) {
+        release = false;
+        return skipped(
+          `refreshed elsewhere: the claim expired and ${current.leaseOwner ?? 'nobody'} holds the lease now`,
+          current.tokenSet,
+        );
       }
-      throw error;
+      if (current.record.status !== 'active')
+        return skipped(`status is ${current.record.status}`, current.tokenSet);
+      const due = current.record.nextRefreshAt;
+      if (due === null || due > this.#now()) {
+        return skipped(`refreshed elsewhere; ${describeSchedule(due)}`, current.tokenSet);
+      }
+      let decided = '';
+      try {
+        const tokenSet = await this.#refreshHoldingLease({
+          tenantId,
+          id,
+          expected: current.tokenSet.accessToken,
+          trigger: 'scheduled',
+          leaseOwner,
+          leaseTakenAt: claim.leaseUntil - this.#options.leaseMs,
+          takenOver: claim.takenOverFrom !== null,
+          force: false,
+          priority: 'background',
+          retry: { ...this.#options.retry, maxAttempts: 1 },
+          signal,
+          read: current,
+          ticket: (ticket) => this.#tickets.set(id, ticket),
+          decided: (text) => {
+            decided = text;
+          },
+        });
+        release = false; // the commit released it with the new token set
+        return { decision: { outcome: 'refreshed', reason: decided }, tokenSet };
+      } catch (error) {
+        if (error instanceof LimitWaitAborted)
+          return {
+            decision: { outcome: 'released', reason: 'the refresher is stopping' },
+            tokenSet: current.tokenSet,
+          };
+        if (error instanceof LeaseLost) {
+          release = false;
+          return { ...skipped(`refreshed elsewhere: ${error.message}`), error };
+        }
+        const code = error instanceof TokenwardenError ? error.code : 'internal_error';
+        const reason = decided || (error instanceof Error ? error.message : String(error));
+        const decision: RefreshDecision =
+          code === 'reauth_required'
+            ? { outcome: 'reauth_required', reason }
+            : code === 'client_misconfigured'
+              ? { outcome: 'paused', reason }
+              : { outcome: 'backed_off', reason, code };
+        return { decision, error };
+      } finally {
+        this.#tickets.delete(id);
+      }
+    } catch (error) {
+      // Reading the row failed (database outage): the claim expires and is retried.
+      return {
+        decision: {
+          outcome: 'backed_off',
+          reason: `could not read the credential: ${error instanceof Error ? error.message : String(error)}`,
+          code: 'internal_error',
+        },
+        error,
+      };
+    } finally {
+      if (release)
+        await this.#store.credentials.releaseLease(id, leaseOwner).catch(() => undefined);
     }
   }
 
@@ -159,7 +329,11 @@ export class CredentialService {
           id,
           current.version,
           next,
-          { refreshed: false, nextRefreshAt: nextRefreshAt(next, client) },
+          {
+            refreshed: false,
+            nextRefreshAt: nextRefreshAt(next, client),
+            decision: `keys updated by a component (updateKeys); ${describeSchedule(nextRefreshAt(next, client))}`,
+          },
           now,
         );
         if (ok) {
@@ -259,10 +433,12 @@ export class CredentialService {
   ): Promise<TokenSet> {
     const inFlight = this.#flights.get(id);
     if (inFlight !== undefined) {
+      // A background refresh of this credential waiting for the provider's limit: a caller waits now.
+      this.#tickets.get(id)?.promote();
       // A refresh that began from an older token can end with the very token this
       // caller reports stale (when it ran longer than a token lifetime): then refresh again.
       const shared = await inFlight;
-      if (shared.accessToken !== expected) return shared;
+      if (shared !== undefined && shared.accessToken !== expected) return shared;
       return this.#refreshShared(tenantId, id, expected, trigger, force);
     }
     const flight = this.#refreshAcrossProcesses(tenantId, id, expected, trigger, force).finally(
@@ -303,14 +479,18 @@ export class CredentialService {
       if (lease.acquired) {
         waited('acquired');
         try {
-          return await this.#refreshHoldingLease(
+          return await this.#refreshHoldingLease({
             tenantId,
             id,
             expected,
             trigger,
-            lease.takenOver,
+            leaseOwner: instanceId,
+            leaseTakenAt: this.#now(),
+            takenOver: lease.takenOver,
             force,
-          );
+            priority: 'interactive',
+            retry: this.#options.retry,
+          });
         } finally {
           await this.#store.credentials.releaseLease(id, instanceId).catch(() => undefined);
         }
@@ -327,104 +507,164 @@ export class CredentialService {
     }
   }
 
-  async #refreshHoldingLease(
-    tenantId: string,
-    id: string,
-    expected: string,
-    trigger: string,
-    takenOver: boolean,
-    force: boolean,
-  ): Promise<TokenSet> {
-    const { instanceId, leaseMs, logger } = this.#options;
+  async #refreshHoldingLease(held: LeaseHeld): Promise<TokenSet> {
+    const { tenantId, id, expected, trigger, leaseOwner, force } = held;
+    const { leaseMs, logger } = this.#options;
     // Read again under the lease: the token may have changed since the caller looked.
-    const current = await this.#load(tenantId, id);
-    if (current.tokenSet.accessToken !== expected) return current.tokenSet;
+    const current = held.read ?? (await this.#load(tenantId, id));
+    if (expected !== undefined && current.tokenSet.accessToken !== expected)
+      return current.tokenSet;
     assertUsable(current.record, force);
     const { record: authClient, client } = await this.#client(
       tenantId,
       current.record.authClientId,
     );
+    const provider = client.profile.id;
+    const reason = trigger === 'scheduled' ? scheduleReason(current, client, this.#now()) : trigger;
     const refreshToken = current.tokenSet.refreshToken;
     const started = this.#now();
+    let leaseAt = held.leaseTakenAt;
+    let calledProvider = false;
     const measure = (code: string | undefined) => {
       const metrics = this.#options.metrics;
       if (metrics === undefined) return;
-      const provider = client.profile.id;
       const outcome = refreshOutcome(code);
       metrics.refreshes.inc({ provider, outcome, trigger });
       metrics.refreshDuration.observe({ provider, outcome }, (this.#now() - started) / 1000);
       if (code !== undefined) metrics.tokenEndpointErrors.inc({ provider, code });
     };
     try {
-      if (authClient.status === 'misconfigured') {
-        throw new TokenwardenError(
-          'client_misconfigured',
-          `auth client ${authClient.id} is marked misconfigured (${authClient.statusReason ?? 'rejected by the provider'}); fix it with PATCH /v1/auth-clients/${authClient.id}`,
-        );
-      }
+      if (authClient.status === 'misconfigured') throw pausedError(authClient);
       if (refreshToken === undefined) {
         throw new TokenwardenError(
           'reauth_required',
           'the credential has no refresh token and its access token can no longer be used',
         );
       }
-      const next = await withRetry(async (attempt) => {
-        if (
-          attempt > 1 &&
-          !(await this.#store.credentials.renewLease(id, instanceId, this.#now(), leaseMs))
-        ) {
-          throw new TokenwardenError('store_conflict', 'the refresh lease was lost during retries');
+      const next = await withRetry(async () => {
+        const slot = await this.#waitForProvider(provider, held);
+        try {
+          // While this call waited for its turn, another may have had the client
+          // rejected: then the provider is not called again (no hammering).
+          if (held.priority === 'background' || (slot?.waitedMs ?? 0) > 0) {
+            const latest = await this.#store.authClients.get(tenantId, authClient.id);
+            if (latest?.status === 'misconfigured') throw pausedError(latest);
+          }
+          // The lease must still be ours when the provider is called: renewed after a
+          // wait (for the limit, a retry's backoff) or whenever it is a third gone.
+          const now = this.#now();
+          if (held.priority === 'background' || calledProvider || now - leaseAt > leaseMs / 3) {
+            if (!(await this.#store.credentials.renewLease(id, leaseOwner, now, leaseMs)))
+              throw new LeaseLost(id);
+            leaseAt = now;
+          }
+          calledProvider = true;
+          let tokens: TokenResponse;
+          try {
+            const response = await refreshGrantRequest(client, refreshToken, {
+              timeoutMs: this.#options.tokenRequestTimeoutMs,
+              ...(this.#options.fetch === undefined ? {} : { fetch: this.#options.fetch }),
+            });
+            tokens = await processRefreshResponse(client, response);
+          } catch (error) {
+            // Marked before the slot is given up, so the calls waiting behind this one
+            // see it and do not present the rejected client again.
+            if (error instanceof TokenEndpointError && error.code === 'client_misconfigured')
+              await this.#store.authClients.markMisconfigured(
+                authClient.id,
+                error.message,
+                this.#now(),
+              );
+            throw error;
+          }
+          return current.tokenSet.merge(
+            tokens,
+            this.#now(),
+            client.profile.defaultAccessTokenLifetimeSeconds,
+          );
+        } finally {
+          slot?.release();
         }
-        const response = await refreshGrantRequest(client, refreshToken, {
-          timeoutMs: this.#options.tokenRequestTimeoutMs,
-          ...(this.#options.fetch === undefined ? {} : { fetch: this.#options.fetch }),
-        });
-        const tokens = await processRefreshResponse(client, response);
-        return current.tokenSet.merge(
-          tokens,
-          this.#now(),
-          client.profile.defaultAccessTokenLifetimeSeconds,
-        );
-      }, this.#options.retry);
-      await this.#commitRefresh(tenantId, current, next, client, trigger);
+      }, held.retry);
+      const scheduled = nextRefreshAt(next, client);
+      const decision = `refreshed (${reason}); ${describeSchedule(scheduled)}`;
+      await this.#commitRefresh(tenantId, current, next, scheduled, trigger, reason, decision);
       measure(undefined);
       logger.info(
-        { credentialId: id, trigger, ms: this.#now() - started, takenOver },
+        {
+          credentialId: id,
+          provider,
+          trigger,
+          ms: this.#now() - started,
+          takenOver: held.takenOver,
+        },
         'credential refreshed',
       );
+      logger.debug({ credentialId: id, provider, decision }, 'refresh decision');
+      held.decided?.(decision);
       return next;
     } catch (error) {
-      measure(error instanceof TokenwardenError ? error.code : 'internal_error');
-      await this.#recordFailure(tenantId, current, client, error, takenOver).catch(
-        (failure: unknown) => {
-          logger.error({ credentialId: id, err: failure }, 'could not record a refresh failure');
-        },
-      );
+      if (error instanceof LeaseLost || error instanceof LimitWaitAborted) {
+        if (!calledProvider) throw error;
+      }
+      if (!(error instanceof AuthClientPaused)) {
+        measure(error instanceof TokenwardenError ? error.code : 'internal_error');
+      }
+      try {
+        const decision = await this.#recordFailure(
+          current,
+          error,
+          held.takenOver && client.profile.rotation !== 'none',
+          trigger,
+        );
+        logger.debug({ credentialId: id, provider, decision }, 'refresh decision');
+        held.decided?.(decision);
+      } catch (failure) {
+        logger.error({ credentialId: id, err: failure }, 'could not record a refresh failure');
+      }
       throw error instanceof TokenwardenError ? error.forCredential(id) : error;
     }
+  }
+
+  /** Waits for the provider's limit (none configured: at once). */
+  async #waitForProvider(provider: string, held: LeaseHeld): Promise<LimitSlot | undefined> {
+    const limits = this.#options.limits;
+    if (limits === undefined) return undefined;
+    const slot = await limits.acquire(provider, held.priority, {
+      signal: held.signal,
+      ...(held.ticket === undefined ? {} : { ticket: held.ticket }),
+    });
+    this.#options.metrics?.providerLimitWait.observe(
+      { provider, priority: held.priority },
+      slot.waitedMs / 1000,
+    );
+    return slot;
   }
 
   async #commitRefresh(
     tenantId: string,
     read: CredentialWithTokens,
     next: TokenSet,
-    client: AuthClient,
+    scheduled: number | null,
     trigger: string,
+    reason: string,
+    decision: string,
   ): Promise<void> {
     const id = read.record.id;
     const now = this.#now();
+    const changes = {
+      refreshed: true,
+      nextRefreshAt: scheduled,
+      leaseOwner: this.#options.instanceId,
+      decision,
+    };
     await this.#store.db.transaction().execute(async (trx) => {
-      let version = read.version;
       let saved = await this.#store.credentials.saveTokens(
         trx,
         id,
-        version,
+        read.version,
         next,
-        {
-          refreshed: true,
-          nextRefreshAt: nextRefreshAt(next, client),
-          leaseOwner: this.#options.instanceId,
-        },
+        changes,
         now,
       );
       if (!saved) {
@@ -441,17 +681,12 @@ export class CredentialService {
             `credential ${id} was deleted during a refresh`,
             { credentialId: id },
           );
-        version = latest.version;
         saved = await this.#store.credentials.saveTokens(
           trx,
           id,
-          version,
+          latest.version,
           next,
-          {
-            refreshed: true,
-            nextRefreshAt: nextRefreshAt(next, client),
-            leaseOwner: this.#options.instanceId,
-          },
+          changes,
           now,
         );
         this.#options.logger.warn(
@@ -465,7 +700,12 @@ export class CredentialService {
           tenantId,
           credentialId: id,
           authClientId: read.record.authClientId,
-          data: { trigger, instance: this.#options.instanceId, ...eventData(next, read.tokenSet) },
+          data: {
+            trigger,
+            reason,
+            instance: this.#options.instanceId,
+            ...eventData(next, read.tokenSet),
+          },
         },
         now,
         trx,
@@ -473,63 +713,117 @@ export class CredentialService {
     });
   }
 
+  /**
+   * Stores what a failed refresh means, and returns that decision as text:
+   * - `invalid_grant` (or no refresh token): `reauth_required` at once, with the
+   *   provider's `error_description` and, after a takeover, the interrupted refresh;
+   * - the provider rejected the client: the auth client is marked misconfigured, and
+   *   its credentials are not claimed until it is edited (nothing counted, nothing
+   *   rescheduled: they resume as soon as it is fixed);
+   * - anything else: counted in `failure_count` and backed off (capped, jittered,
+   *   `Retry-After` honoured); the credential stays `active` and keeps serving its
+   *   token while it is valid.
+   */
   async #recordFailure(
-    tenantId: string,
     read: CredentialWithTokens,
-    client: AuthClient,
     error: unknown,
-    takenOver: boolean,
-  ): Promise<void> {
-    const id = read.record.id;
+    interruptedRefresh: boolean,
+    trigger: string,
+  ): Promise<string> {
+    const { id, tenantId, authClientId } = read.record;
     const now = this.#now();
     const code = error instanceof TokenwardenError ? error.code : 'internal_error';
     const description = error instanceof TokenEndpointError ? error.errorDescription : undefined;
     const message = error instanceof Error ? error.message : String(error);
-    await this.#store.db.transaction().execute(async (trx) => {
-      const base = { tenantId, credentialId: id, authClientId: read.record.authClientId };
-      if (code === 'reauth_required') {
-        let reason =
-          description === undefined
-            ? message
-            : `the provider answered invalid_grant: ${description}`;
-        if (takenOver && client.profile.rotation !== 'none') {
-          reason +=
-            '; a refresh by another vault process was interrupted before it stored its answer, and the provider may already have spent the refresh token';
-        }
+    const base = { tenantId, credentialId: id, authClientId };
+    if (code === 'reauth_required') {
+      let reason =
+        description === undefined ? message : `the provider answered invalid_grant: ${description}`;
+      if (interruptedRefresh) {
+        reason +=
+          '; a refresh by another vault process was interrupted before it stored its answer, and the provider may already have spent the refresh token';
+      }
+      const decision = `reauth_required: ${reason}`;
+      await this.#store.db.transaction().execute(async (trx) => {
         await this.#store.credentials.recordFailure(
           trx,
           id,
-          { code, message, status: 'reauth_required', statusReason: reason, nextRefreshAt: null },
+          {
+            code,
+            message,
+            status: 'reauth_required',
+            statusReason: reason,
+            nextRefreshAt: null,
+            counted: true,
+            decision,
+          },
           now,
         );
         await this.#store.events.append(
-          { ...base, type: 'refresh_failed', data: { code, message } },
+          { ...base, type: 'refresh_failed', data: { code, message, trigger } },
           now,
           trx,
         );
         await this.#store.events.append(
-          { ...base, type: 'reauth_required', data: { reason, interruptedRefresh: takenOver } },
+          {
+            ...base,
+            type: 'reauth_required',
+            data: { reason, interruptedRefresh },
+          },
           now,
           trx,
         );
-        return;
-      }
-      await this.#store.credentials.recordFailure(trx, id, { code, message }, now);
+      });
+      return decision;
+    }
+    if (code === 'client_misconfigured') {
+      const rejected = error instanceof TokenEndpointError;
+      const decision = `paused: ${rejected ? `the provider rejected auth client ${authClientId} (${message})` : message}; refreshes resume when the auth client is edited (PATCH /v1/auth-clients/${authClientId})`;
+      await this.#store.db.transaction().execute(async (trx) => {
+        await this.#store.credentials.recordFailure(trx, id, { code, message, decision }, now);
+        // The internal check called nobody: only the provider's answer is an event.
+        if (rejected)
+          await this.#store.events.append(
+            { ...base, type: 'refresh_failed', data: { code, message, trigger } },
+            now,
+            trx,
+          );
+      });
+      return decision;
+    }
+    const failures = read.record.failureCount + 1;
+    const retryAfter = error instanceof TokenEndpointError ? error.retryAfterSeconds : undefined;
+    const retryAt = now + failureBackoffMs(failures, this.#backoff, retryAfter, this.#random);
+    const scheduled = read.record.nextRefreshAt;
+    // Only pushed later: a refresh the caller asked for early does not move the schedule forward.
+    const nextAt = scheduled === null ? null : Math.max(scheduled, retryAt);
+    const decision = `backed off after ${failures} failure${failures === 1 ? '' : 's'} until ${nextAt === null ? 'the next request (no schedule)' : new Date(nextAt).toISOString()}: ${code}: ${message}`;
+    await this.#store.db.transaction().execute(async (trx) => {
+      await this.#store.credentials.recordFailure(
+        trx,
+        id,
+        { code, message, nextRefreshAt: nextAt, counted: true, decision },
+        now,
+      );
       await this.#store.events.append(
-        { ...base, type: 'refresh_failed', data: { code, message } },
+        {
+          ...base,
+          type: 'refresh_failed',
+          data: {
+            code,
+            message,
+            trigger,
+            failureCount: failures,
+            retryAt: nextAt === null ? null : new Date(nextAt).toISOString(),
+          },
+        },
         now,
         trx,
       );
     });
-    if (code === 'client_misconfigured' && error instanceof TokenEndpointError) {
-      await this.#store.authClients.markMisconfigured(read.record.authClientId, message, now);
-    }
+    return decision;
   }
 }
-
-/** When a scheduled refresh failed for a transient reason, try again after this long (doubled once). */
-const RETRY_LATER_MS = 5_000;
-const RETRY_LATER_MAX_MS = 60_000;
 
 /** Why a token must be refreshed before it is handed out, or undefined. */
 export function refreshTrigger(
@@ -553,16 +847,52 @@ export function refreshTrigger(
   return undefined;
 }
 
-/** When the background refresher should refresh: expiry minus the profile's margin (capped at half the lifetime). */
-export function nextRefreshAt(tokenSet: TokenSet, client: AuthClient): number | null {
+/**
+ * When the background refresher should refresh, and why: expiry minus the
+ * profile's margin (capped at half the lifetime), or the profile's keep-alive
+ * interval after the token arrived (providers that revoke idle grants), whichever
+ * comes first. A token that never expires is refreshed only for keep-alive.
+ */
+export function refreshSchedule(
+  tokenSet: TokenSet,
+  client: AuthClient,
+): { at: number; why: 'expiry' | 'keep-alive' } | null {
   const expiresAt = tokenSet.expiresAtMs;
   const lifetime = tokenSet.lifetimeSeconds;
   const keepAlive = client.profile.keepAliveIntervalSeconds;
   const keepAliveAt = keepAlive === undefined ? null : tokenSet.receivedAtMs + keepAlive * 1000;
-  if (expiresAt === undefined || lifetime === undefined) return keepAliveAt;
+  if (expiresAt === undefined || lifetime === undefined)
+    return keepAliveAt === null ? null : { at: keepAliveAt, why: 'keep-alive' };
   const margin = Math.min(client.profile.expiryMarginSeconds, lifetime / 2) * 1000;
   const due = expiresAt - margin;
-  return keepAliveAt === null ? due : Math.min(due, keepAliveAt);
+  return keepAliveAt !== null && keepAliveAt < due
+    ? { at: keepAliveAt, why: 'keep-alive' }
+    : { at: due, why: 'expiry' };
+}
+
+/** When the background refresher should refresh (see {@link refreshSchedule}), or null: never. */
+export function nextRefreshAt(tokenSet: TokenSet, client: AuthClient): number | null {
+  return refreshSchedule(tokenSet, client)?.at ?? null;
+}
+
+/** Why the refresher refreshes a credential now, in words. */
+function scheduleReason(read: CredentialWithTokens, client: AuthClient, now: number): string {
+  const schedule = refreshSchedule(read.tokenSet, client);
+  const expiresAt = read.tokenSet.expiresAtMs;
+  const why =
+    schedule?.why === 'keep-alive'
+      ? `keep-alive every ${client.profile.keepAliveIntervalSeconds ?? 0} s${expiresAt === undefined ? ' (the token does not expire)' : ''}`
+      : expiresAt === undefined
+        ? 'scheduled'
+        : expiresAt <= now
+          ? `expired at ${new Date(expiresAt).toISOString()}`
+          : `expiring at ${new Date(expiresAt).toISOString()}`;
+  const failures = read.record.failureCount;
+  return failures > 0 ? `${why}, retry after ${failures} failure${failures === 1 ? '' : 's'}` : why;
+}
+
+function describeSchedule(at: number | null): string {
+  return at === null ? 'no refresh scheduled' : `next refresh at ${new Date(at).toISOString()}`;
 }
 
 function assertUsable(record: CredentialRecord, allowReauth = false): void {

@@ -67,12 +67,8 @@ export function toHttpError(error: unknown): HttpError {
     fastify.statusCode >= 400 &&
     fastify.statusCode < 500
   ) {
-    const code =
-      fastify.statusCode === 404
-        ? 'not_found'
-        : fastify.statusCode === 415 || fastify.statusCode === 400
-          ? 'validation_failed'
-          : 'validation_failed';
+    // Fastify's own 4xx: an unparsable or too large body, a wrong content type, …
+    const code = fastify.statusCode === 404 ? 'not_found' : 'validation_failed';
     return { status: fastify.statusCode, code, message: fastify.message ?? 'bad request' };
   }
   if (isDatabaseDown(error))

@@ -15,7 +15,7 @@ import { VaultStore } from './store/store.ts';
 
 export interface RotationResult {
   newKeyId: string;
-  reencrypted: { credentials: number; authClients: number };
+  reencrypted: { credentials: number; authClients: number; webhooks: number };
   /** Keys no stored value uses any more: removed from the key file, or safe to drop from TOKENWARDEN_MASTER_KEYS. */
   retired: string[];
 }
@@ -53,6 +53,7 @@ export async function rotateKeys(
     const store = new VaultStore(database.db, holder, catalog);
     const credentials = await store.credentials.reencryptAll();
     const authClients = await store.authClients.reencryptAll();
+    const webhooks = await store.webhooks.reencryptAll();
     const used = new Set<string>();
     for (const row of await database.db.selectFrom('credentials').select('token_enc').execute()) {
       const kid = Keyring.kidOf(row.token_enc);
@@ -65,6 +66,7 @@ export async function rotateKeys(
       const kid = Keyring.kidOf(row.client_secret_enc);
       if (kid !== undefined) used.add(kid);
     }
+    for (const kid of await store.webhooks.keyIdsInUse()) used.add(kid);
     // Connect flows under way keep their key until they end (ten minutes at most).
     for (const row of await database.db
       .selectFrom('connect_sessions')
@@ -80,7 +82,11 @@ export async function rotateKeys(
         config.dataDir,
         new Set(keyring.kids.filter((kid) => !retired.includes(kid))),
       );
-    return { newKeyId: keyring.activeKid, reencrypted: { credentials, authClients }, retired };
+    return {
+      newKeyId: keyring.activeKid,
+      reencrypted: { credentials, authClients, webhooks },
+      retired,
+    };
   } finally {
     await database.close();
   }

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { loadProviderCatalog, type ProviderCatalog } from '@tokenwarden/oauth';
-import { type FakeProvider, startFakeProvider } from '@tokenwarden/testing';
+import { loadProviderCatalog } from '@tokenwarden/oauth';
+import type { FakeProvider } from '@tokenwarden/testing';
 import { sql } from 'kysely';
 import type { DestinationStream, Logger } from 'pino';
-import type { VaultConfig } from './config.ts';
+import { ConfigError, type VaultConfig } from './config.ts';
 import { ConnectFlow } from './connect-flow.ts';
 import { CredentialService } from './credential-service.ts';
 import { KEY_FILE_NAME, KeyringHolder, loadKeyring } from './crypto/keyring.ts';
@@ -11,9 +11,11 @@ import { openDatabase, type VaultDatabase } from './db/database.ts';
 import { buildApp } from './http/app.ts';
 import { createMetrics } from './http/metrics.ts';
 import { createLogger } from './logger.ts';
+import { ProviderLimiter, unknownProviders } from './refresher/provider-limits.ts';
 import { BackgroundRefresher } from './refresher.ts';
 import { VaultStore } from './store/store.ts';
 import { DEFAULT_TENANT_ID } from './store/tenants.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 
 export interface StartOptions {
   /** Where log lines go (tests capture them). Default: stdout. */
@@ -47,6 +49,15 @@ export async function startVault(
 ): Promise<RunningVault> {
   const logger = createLogger(config.logLevel, options.logDestination);
   const catalog = await loadProviderCatalog();
+  const unknownLimits = unknownProviders(config.providerLimits, (id) => catalog.has(id));
+  if (unknownLimits.length > 0) {
+    throw new ConfigError(
+      unknownLimits.map(
+        (id) =>
+          `TOKENWARDEN_PROVIDER_LIMITS: "${id}" is not a provider of the catalog (GET /v1/providers lists them)`,
+      ),
+    );
+  }
   const keys = await loadKeyring({ masterKeys: config.masterKeys, dataDir: config.dataDir });
   const cipher = new KeyringHolder(
     keys.keyring,
@@ -85,6 +96,7 @@ export async function startVault(
 
     let publicUrl = config.publicUrl ?? '';
     const metrics = createMetrics(store);
+    const limits = new ProviderLimiter(config.providerLimits);
     const service = new CredentialService({
       metrics,
       store,
@@ -92,6 +104,8 @@ export async function startVault(
       instanceId: config.instanceId,
       leaseMs: config.leaseSeconds * 1000,
       tokenRequestTimeoutMs: config.tokenRequestTimeoutMs,
+      limits,
+      backoff: { baseMs: config.refreshBackoffMs, maxMs: config.refreshBackoffMaxMs },
       ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
     });
     const connect = new ConnectFlow({
@@ -112,6 +126,7 @@ export async function startVault(
       metrics,
       publicUrl: config.publicUrl ?? 'http://127.0.0.1',
       ready: () => ping(database),
+      webhookUrlPolicy: { allowInsecureHttp: config.webhookAllowInsecureHttp },
     });
     closers.unshift(() => app.close());
     await app.listen({ host: config.host, port: config.port });
@@ -122,7 +137,7 @@ export async function startVault(
 
     let demoProvider: FakeProvider | undefined;
     if (config.demoProvider) {
-      demoProvider = await startDemoProvider(store, catalog, config, publicUrl);
+      demoProvider = await startDemoProvider(store, config, publicUrl);
       const provider = demoProvider;
       closers.unshift(() => provider.close());
     }
@@ -131,11 +146,33 @@ export async function startVault(
         store,
         service,
         logger,
+        metrics,
+        limits,
+        instanceId: config.instanceId,
+        leaseMs: config.leaseSeconds * 1000,
         intervalMs: config.refreshIntervalMs,
-        batchSize: 100,
+        claimSize: config.refreshClaimSize,
       });
       refresher.start();
       closers.unshift(() => refresher.stop());
+    }
+    if (config.webhookDelivery) {
+      const dispatcher = new WebhookDispatcher({
+        store,
+        logger,
+        metrics,
+        instanceId: config.instanceId,
+        intervalMs: config.webhookIntervalMs,
+        timeoutMs: config.webhookTimeoutMs,
+        retryScheduleMs: config.webhookRetryScheduleMs,
+        concurrency: config.webhookConcurrency,
+        // Only a process that died mid-request loses its claim.
+        leaseMs: config.webhookTimeoutMs + 30_000,
+        retentionMs: config.webhookRetentionDays * 86_400_000,
+        urlPolicy: { allowInsecureHttp: config.webhookAllowInsecureHttp },
+      });
+      dispatcher.start();
+      closers.unshift(() => dispatcher.stop());
     }
     logger.info(
       { url, publicUrl, database: database.description, instance: config.instanceId },
@@ -172,10 +209,11 @@ async function ping(database: VaultDatabase): Promise<void> {
  */
 async function startDemoProvider(
   store: VaultStore,
-  catalog: ProviderCatalog,
   config: VaultConfig,
   publicUrl: string,
 ): Promise<FakeProvider> {
+  // Loaded only for --demo: a production vault never runs the fake provider.
+  const { startFakeProvider } = await import('@tokenwarden/testing');
   const provider = await startFakeProvider({
     personality: 'microsoft',
     accessTokenLifetimeSeconds: config.demoTokenLifetimeSeconds,
@@ -187,8 +225,6 @@ async function startDemoProvider(
       },
     ],
   });
-  const profile = catalog.get('microsoft');
-  if (profile === undefined) throw new Error('the microsoft profile is missing from the catalog');
   const input = {
     name: 'Demo provider',
     providerId: 'microsoft',

@@ -285,9 +285,29 @@ describe('providers, auth clients, connect sessions, credentials', () => {
       'validation_failed',
     );
     assertError(await t.api('PATCH', `/v1/auth-clients/${id}`, { body: {} }), 400);
+    // Endpoints decide where the client secret and refresh tokens go: moving them
+    // needs the secret again, and never happens under existing credentials.
     assertError(
       await t.api('PATCH', `/v1/auth-clients/${id}`, {
-        body: { endpoints: { tokenUrl: 'http://example.com/token' } },
+        body: { endpoints: { tokenUrl: 'https://attacker.example/token' } },
+      }),
+      400,
+      'validation_failed',
+    );
+    assertError(
+      await t.api('PATCH', `/v1/auth-clients/${id}`, {
+        body: {
+          endpoints: { tokenUrl: 'https://attacker.example/token' },
+          clientSecret: 'new-secret',
+        },
+      }),
+      409,
+      'conflict',
+    );
+    const unused = await t.registerAuthClient({ name: 'unused' });
+    assertError(
+      await t.api('PATCH', `/v1/auth-clients/${unused}`, {
+        body: { endpoints: { tokenUrl: 'http://example.com/token' }, clientSecret: 'new-secret' },
       }),
       400,
       'invalid_configuration',
@@ -1223,6 +1243,9 @@ describe('operations and the OpenAPI document', () => {
       '/v1/tenants/{id}/api-keys': ['post'],
       '/v1/api-keys': ['get'],
       '/v1/api-keys/{id}': ['delete'],
+      '/v1/webhooks': ['get', 'post'],
+      '/v1/webhooks/{id}': ['delete', 'get'],
+      '/v1/webhooks/{id}/deliveries': ['get'],
       '/healthz': ['get'],
       '/readyz': ['get'],
       '/metrics': ['get'],

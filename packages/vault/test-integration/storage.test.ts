@@ -207,7 +207,7 @@ for (const engine of engines()) {
         }>`select name from kysely_migration`.execute(second.db);
         assert.deepEqual(
           migrations.rows.map((row) => row.name),
-          ['0001_initial'],
+          ['0001_initial', '0002_refresher', '0003_webhooks'],
         );
         const again = new VaultStore(third.db, await fileCipher(database.dataDir), catalog);
         await again.tenants.ensureDefaultTenant(T0 + 1);
@@ -243,7 +243,7 @@ for (const engine of engines()) {
           const rows = await sql<{
             n: number;
           }>`select count(*)::int as n from kysely_migration`.execute(a.db);
-          assert.equal(rows.rows[0]?.n, 1);
+          assert.equal(rows.rows[0]?.n, 3);
           await b.db.selectFrom('credentials').selectAll().execute();
         });
       }
@@ -1337,7 +1337,7 @@ for (const engine of engines()) {
         const config = loadConfig({ ...f.database.env, LOG_LEVEL: 'silent' });
         const result = await rotateKeys(config, { pickupWaitMs: 0 });
         assert.notEqual(result.newKeyId, oldKid);
-        assert.deepEqual(result.reencrypted, { credentials: 4, authClients: 2 });
+        assert.deepEqual(result.reencrypted, { credentials: 4, authClients: 2, webhooks: 0 });
         assert.deepEqual(result.retired, [oldKid]);
 
         const keyFile = join(f.database.dataDir, KEY_FILE_NAME);
@@ -1435,7 +1435,7 @@ for (const engine of engines()) {
         });
         const result = await rotateKeys(config, { pickupWaitMs: 0 });
         assert.equal(result.newKeyId, 'new');
-        assert.deepEqual(result.reencrypted, { credentials: 4, authClients: 2 });
+        assert.deepEqual(result.reencrypted, { credentials: 4, authClients: 2, webhooks: 0 });
         assert.deepEqual(result.retired.sort(), ['old', 'unused']);
         assert.deepEqual(await storedKids(handle), new Set(['new']));
         await assert.rejects(readFile(join(database.dataDir, KEY_FILE_NAME)), { code: 'ENOENT' });

@@ -76,7 +76,7 @@ Example:
     }
     out(`new encryption key: ${result.newKeyId}`);
     out(
-      `re-encrypted: ${result.reencrypted.credentials} credentials, ${result.reencrypted.authClients} auth clients`,
+      `re-encrypted: ${result.reencrypted.credentials} credentials, ${result.reencrypted.authClients} auth clients, ${result.reencrypted.webhooks} webhook secrets`,
     );
     out(`retired keys: ${result.retired.length === 0 ? 'none' : result.retired.join(', ')}`);
     if (config.masterKeys !== undefined && result.retired.length > 0)

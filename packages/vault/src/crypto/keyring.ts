@@ -1,4 +1,10 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createSecretKey,
+  type KeyObject,
+  randomBytes,
+} from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -27,7 +33,8 @@ export interface KeyEntry {
 }
 
 export class Keyring {
-  readonly #keys: Map<string, Buffer>;
+  /** KeyObjects, made once: a raw Buffer key costs a KeyObject per call (S2 profile). */
+  readonly #keys: Map<string, KeyObject>;
   readonly activeKid: string;
 
   /** The first entry encrypts; every entry decrypts. */
@@ -38,7 +45,7 @@ export class Keyring {
       if (entry.key.length !== 32)
         throw new KeyringError(`key ${entry.kid} must be 32 bytes, got ${entry.key.length}`);
     }
-    this.#keys = new Map(entries.map((entry) => [entry.kid, entry.key]));
+    this.#keys = new Map(entries.map((entry) => [entry.kid, createSecretKey(entry.key)]));
     this.activeKid = first.kid;
   }
 
@@ -47,7 +54,7 @@ export class Keyring {
   }
 
   encrypt(plaintext: string, associatedData: string): string {
-    const key = this.#keys.get(this.activeKid) as Buffer;
+    const key = this.#keys.get(this.activeKid) as KeyObject;
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', key, iv);
     cipher.setAAD(Buffer.from(associatedData, 'utf8'));

@@ -26,6 +26,37 @@ export interface DatabaseOptions {
 
 const INT8_OID = 20;
 
+/** Prepared statements kept per SQL text; the vault's queries are a small fixed set. */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely prepares every query anew, and better-sqlite3's `prepare` was the
+ * largest single cost of the valid-token path (bench/s2-token-api.ts profile):
+ * a statement is reusable, so it is prepared once per SQL text. A statement
+ * still iterating (a streamed query) is busy and cannot run again until it
+ * finishes: then a fresh one is prepared for this call.
+ */
+function withStatementCache(sqlite: SQLite.Database): {
+  close(): void;
+  prepare(sql: string): SQLite.Statement;
+} {
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare: (text: string) => {
+      const cached = statements.get(text);
+      if (cached !== undefined) return cached.busy ? sqlite.prepare(text) : cached;
+      const statement = sqlite.prepare(text);
+      if (statements.size >= STATEMENT_CACHE_SIZE) {
+        const oldest = statements.keys().next().value;
+        if (oldest !== undefined) statements.delete(oldest);
+      }
+      statements.set(text, statement);
+      return statement;
+    },
+  };
+}
+
 /**
  * Opens the database and brings its schema up to date: SQLite in the data folder
  * (WAL, synchronous FULL so a commit survives a crash, a busy timeout so several
@@ -40,7 +71,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('busy_timeout = 10000');
     sqlite.pragma('foreign_keys = ON');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+    });
     await migrateToLatest(db as Kysely<unknown>, 'sqlite');
     return { db, dialect: 'sqlite', description: `sqlite:${path}`, close: () => db.destroy() };
   }
@@ -75,7 +108,15 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
     ...(schema === 'public' ? {} : { options: `-c search_path=${schema}` }),
   });
   // A dropped connection (database restart) must not crash the process; the pool reconnects.
+  // The pool's 'error' covers idle clients only: a client checked out between two
+  // statements (inside a transaction) emits 'error' on itself, and with no listener
+  // that killed every replica when PostgreSQL restarted under load
+  // (bench/r3-database-restart.ts). Its query fails instead, and the pool drops the
+  // broken client when it is released.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   await migrateToLatest(db as Kysely<unknown>, 'postgres', schema);
   return { db, dialect: 'postgres', description, close: () => db.destroy() };

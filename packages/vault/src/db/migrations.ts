@@ -122,6 +122,67 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    // Issue 4, background refresher: failure counting and backoff, the reason of the last
+    // decision, and the previous owner of a lease a claim took over. One column per ALTER:
+    // SQLite adds a single column per statement.
+    '0002_refresher': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .alterTable('credentials')
+          .addColumn('failure_count', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema.alterTable('credentials').addColumn('last_decision', 'text').execute();
+        await db.schema.alterTable('credentials').addColumn('last_decision_at', ms).execute();
+        await db.schema.alterTable('credentials').addColumn('lease_taken_from', 'text').execute();
+      },
+    },
+    '0003_webhooks': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('webhooks')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('url', 'text', (c) => c.notNull())
+          .addColumn('events', 'text', (c) => c.notNull())
+          .addColumn('secret_enc', 'text', (c) => c.notNull())
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('updated_at', ms, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('webhooks_tenant').on('webhooks').column('tenant_id').execute();
+        await db.schema
+          .createTable('webhook_deliveries')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('webhook_id', 'text', (c) =>
+            c.notNull().references('webhooks.id').onDelete('cascade'),
+          )
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('event_id', ms, (c) => c.notNull())
+          .addColumn('event_type', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', ms)
+          .addColumn('lease_owner', 'text')
+          .addColumn('lease_until', ms)
+          .addColumn('last_attempt_at', ms)
+          .addColumn('last_http_status', 'integer')
+          .addColumn('last_error', 'text')
+          .addColumn('delivered_at', ms)
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .execute();
+        // Due rows only: next_attempt_at is null once a delivery is final, so this stays small.
+        await db.schema
+          .createIndex('webhook_deliveries_due')
+          .on('webhook_deliveries')
+          .column('next_attempt_at')
+          .where('next_attempt_at', 'is not', null)
+          .execute();
+        await db.schema
+          .createIndex('webhook_deliveries_webhook')
+          .on('webhook_deliveries')
+          .columns(['webhook_id', 'event_id'])
+          .execute();
+      },
+    },
   };
 }
 

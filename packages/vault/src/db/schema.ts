@@ -92,10 +92,20 @@ export interface CredentialsTable {
   /** The refresh lease: who may call the token endpoint for this credential now. */
   lease_owner: string | null;
   lease_until: number | null;
-  /** When the background refresher should look at it next (expiry minus margin). */
+  /** When the background refresher should look at it next (expiry minus margin, keep-alive, or backoff). */
   next_refresh_at: number | null;
   created_at: number;
   updated_at: number;
+  /** Refresh attempts that failed in a row (reset by any token write); drives the backoff. (0002) */
+  failure_count: number;
+  /** The last refresh decision and its reason, for operators ("backed off after 3 failures until …"). (0002) */
+  last_decision: string | null;
+  last_decision_at: number | null;
+  /**
+   * Set by a claim to the lease owner it replaced (a dead replica's), null when the
+   * lease was free: read back only through the claim's RETURNING. (0002)
+   */
+  lease_taken_from: string | null;
 }
 
 export type EventType =
@@ -117,6 +127,53 @@ export interface EventsTable {
   created_at: number;
 }
 
+/** The event types a webhook may subscribe to (`keys_updated` is not one: it is a component's own write). */
+export type WebhookEventType = Exclude<EventType, 'keys_updated'>;
+
+export interface WebhooksTable {
+  id: string;
+  tenant_id: string;
+  /** Where deliveries are POSTed (http(s), no credentials in it). */
+  url: string;
+  /** JSON array of WebhookEventType. */
+  events: string;
+  /** Encrypted signing secret, associated data `webhook:<id>`. */
+  secret_enc: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/**
+ * `pending`: not tried yet; `retrying`: tried and failed, tried again at
+ * `next_attempt_at`; `delivered`: a 2xx answer; `gave_up`: every attempt failed.
+ */
+export type WebhookDeliveryStatus = 'pending' | 'retrying' | 'delivered' | 'gave_up';
+
+/**
+ * The outbox: one row per (event, subscribed webhook), written in the event's
+ * transaction. A worker claims due rows with a lease, so a replica that dies
+ * mid-delivery leaves a claim that expires and is taken over.
+ */
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  tenant_id: string;
+  event_id: number;
+  event_type: WebhookEventType;
+  status: WebhookDeliveryStatus;
+  attempts: number;
+  /** When the next attempt is due; null once delivered or given up. */
+  next_attempt_at: number | null;
+  /** The claim: who is sending it now, and until when that holds. */
+  lease_owner: string | null;
+  lease_until: number | null;
+  last_attempt_at: number | null;
+  last_http_status: number | null;
+  last_error: string | null;
+  delivered_at: number | null;
+  created_at: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
@@ -124,4 +181,6 @@ export interface Database {
   connect_sessions: ConnectSessionsTable;
   credentials: CredentialsTable;
   events: EventsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

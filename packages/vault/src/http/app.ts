@@ -1,5 +1,4 @@
 import cookie from '@fastify/cookie';
-import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { ProviderCatalog } from '@tokenwarden/oauth';
@@ -15,10 +14,12 @@ import { toHttpError, VaultError } from '../errors.ts';
 import { pathOf } from '../logger.ts';
 import type { VaultStore } from '../store/store.ts';
 import type { ApiKeyInfo } from '../store/tenants.ts';
+import type { WebhookUrlPolicy } from '../webhooks/url-policy.ts';
 import type { VaultMetrics } from './metrics.ts';
 import { registerApiRoutes } from './routes-api.ts';
 import { registerBrowserRoutes } from './routes-browser.ts';
 import { registerOpsRoutes } from './routes-ops.ts';
+import { registerWebhookRoutes } from './routes-webhooks.ts';
 
 export interface AppDependencies {
   store: VaultStore;
@@ -31,6 +32,8 @@ export interface AppDependencies {
   /** Checks the database for /readyz. */
   ready: () => Promise<void>;
   now?: () => number;
+  /** Which webhook URLs are accepted. Default: https, or http to loopback. */
+  webhookUrlPolicy?: WebhookUrlPolicy;
 }
 
 declare module 'fastify' {
@@ -57,7 +60,6 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.decorateRequest('principal');
 
   await app.register(cookie);
-  await app.register(formbody);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -102,6 +104,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     async (api) => {
       api.addHook('onRequest', authenticate);
       await registerApiRoutes(api, deps);
+      await registerWebhookRoutes(api, deps, deps.webhookUrlPolicy ?? { allowInsecureHttp: false });
     },
     { prefix: '/v1' },
   );

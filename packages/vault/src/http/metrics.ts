@@ -17,8 +17,12 @@ export interface VaultMetrics {
   tokenEndpointErrors: Counter<'provider' | 'code'>;
   /** Time spent waiting for another process's refresh lease. */
   leaseWait: Histogram<'outcome'>;
-  /** Credentials claimed by the background refresher per pass. */
+  /** Due credentials the background refresher claimed, and claims that found the work done elsewhere. */
   claims: Counter<'outcome'>;
+  /** How late the background refresher claimed a credential: claim time minus `next_refresh_at`. */
+  refreshLag: Histogram<'provider'>;
+  /** Time spent waiting for a provider's concurrency and rate limit, by priority. */
+  providerLimitWait: Histogram<'provider' | 'priority'>;
   /** Webhook deliveries by outcome. */
   webhookDeliveries: Counter<'outcome'>;
 }
@@ -42,18 +46,49 @@ export function createMetrics(store: VaultStore, now: () => number = Date.now): 
       for (const row of rows) this.set({ status: row.status }, Number(row.n));
     },
   });
+  // Backlog: work the refresher can do now and has not finished. Credentials of a
+  // misconfigured auth client wait for a human (tokenwarden_refresh_held), and a
+  // backed-off credential's next_refresh_at is its retry time, so it counts only
+  // once that has come.
   new Gauge({
     name: 'tokenwarden_refresh_backlog',
-    help: 'Active credentials whose scheduled refresh time has passed and that are not refreshed yet (database-wide).',
+    help: 'Active credentials whose scheduled refresh (or retry) time has passed, not refreshed yet, auth client not misconfigured (database-wide).',
     registers,
     async collect() {
       const row = await store.db
         .selectFrom('credentials')
+        .innerJoin('auth_clients', 'auth_clients.id', 'credentials.auth_client_id')
         .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('status', '=', 'active')
-        .where('next_refresh_at', '<=', now())
+        .where('credentials.status', '=', 'active')
+        .where('credentials.next_refresh_at', '<=', now())
+        .where('auth_clients.status', '=', 'ok')
         .executeTakeFirst();
       this.set(Number(row?.n ?? 0));
+    },
+  });
+  new Gauge({
+    name: 'tokenwarden_refresh_held',
+    help: 'Active credentials the refresher holds back, by reason: auth_client_misconfigured (paused until the auth client is edited), backing_off (failed refreshes in a row; retried later) (database-wide).',
+    labelNames: ['reason'],
+    registers,
+    async collect() {
+      const [paused, backingOff] = await Promise.all([
+        store.db
+          .selectFrom('credentials')
+          .innerJoin('auth_clients', 'auth_clients.id', 'credentials.auth_client_id')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('credentials.status', '=', 'active')
+          .where('auth_clients.status', '=', 'misconfigured')
+          .executeTakeFirst(),
+        store.db
+          .selectFrom('credentials')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('status', '=', 'active')
+          .where('failure_count', '>', 0)
+          .executeTakeFirst(),
+      ]);
+      this.set({ reason: 'auth_client_misconfigured' }, Number(paused?.n ?? 0));
+      this.set({ reason: 'backing_off' }, Number(backingOff?.n ?? 0));
     },
   });
   return {
@@ -86,8 +121,22 @@ export function createMetrics(store: VaultStore, now: () => number = Date.now): 
     }),
     claims: new Counter({
       name: 'tokenwarden_refresher_claims_total',
-      help: 'Due credentials the background refresher claimed (claimed) or found taken by another replica (contended).',
+      help: 'Due credentials the background refresher claimed (claimed); of those, claims that found the credential refreshed elsewhere or their lease taken over before the refresh began (contended), and claims given back unused when the refresher stopped (released).',
       labelNames: ['outcome'],
+      registers,
+    }),
+    refreshLag: new Histogram({
+      name: 'tokenwarden_refresher_lag_seconds',
+      help: 'How late the background refresher claimed a due credential (claim time minus its next_refresh_at), by provider.',
+      labelNames: ['provider'],
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    }),
+    providerLimitWait: new Histogram({
+      name: 'tokenwarden_provider_limit_wait_seconds',
+      help: 'Time a token-endpoint call waited for its provider’s concurrency and rate limit, by provider and priority (interactive, background).',
+      labelNames: ['provider', 'priority'],
+      buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
     webhookDeliveries: new Counter({

@@ -208,12 +208,34 @@ export async function registerApiRoutes(
       },
     },
     async (request) => {
-      const record = await store.authClients.update(
-        tenantOf(request),
-        request.params.id,
-        request.body,
-        now(),
-      );
+      const tenantId = tenantOf(request);
+      const current = await store.authClients.get(tenantId, request.params.id);
+      if (current === undefined)
+        throw new VaultError('not_found', `auth client ${request.params.id} does not exist`);
+      const { endpoints, placeholders, clientSecret } = request.body;
+      const movesHosts =
+        (endpoints !== undefined &&
+          JSON.stringify(endpoints) !== JSON.stringify(current.endpoints)) ||
+        (placeholders !== undefined &&
+          JSON.stringify(placeholders) !== JSON.stringify(current.placeholders));
+      if (movesHosts) {
+        // Endpoints and placeholders decide which host receives the client secret and the
+        // refresh tokens: the stored ones are never sent to a host chosen afterwards.
+        if (clientSecret === undefined) {
+          throw new VaultError(
+            'validation_failed',
+            'changing endpoints or placeholders needs clientSecret in the same request',
+          );
+        }
+        const inUse = await store.credentials.countByAuthClient(tenantId, current.id);
+        if (inUse > 0) {
+          throw new VaultError(
+            'conflict',
+            `auth client ${current.id} has ${inUse} credential(s) whose refresh tokens belong to its current provider; create a new auth client for other endpoints`,
+          );
+        }
+      }
+      const record = await store.authClients.update(tenantId, current.id, request.body, now());
       if (record === undefined)
         throw new VaultError('not_found', `auth client ${request.params.id} does not exist`);
       return presentAuthClient(record);

@@ -35,7 +35,9 @@ export async function registerBrowserRoutes(
     '/ui/:file',
     { schema: { hide: true } },
     async (request, reply) => {
-      const type = UI_FILES[request.params.file];
+      const type = Object.hasOwn(UI_FILES, request.params.file)
+        ? UI_FILES[request.params.file]
+        : undefined;
       if (type === undefined)
         return reply.status(404).send({ error: { code: 'not_found', message: 'no such file' } });
       const body = await readFile(new URL(request.params.file, UI_DIR), 'utf8');

@@ -1,5 +1,5 @@
 import { type StoredTokenSet, TokenSet } from '@tokenwarden/oauth';
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, PostgresAdapter, sql, type Transaction } from 'kysely';
 import type { Cipher } from '../crypto/keyring.ts';
 import type { CredentialStatus, CredentialsTable, Database } from '../db/schema.ts';
 
@@ -22,6 +22,10 @@ export interface CredentialRecord {
   flags: CredentialFlags;
   scope: string | null;
   nextRefreshAt: number | null;
+  /** Refresh attempts that failed in a row; 0 after any success. */
+  failureCount: number;
+  /** The last refresh decision, with its reason. */
+  lastDecision: { text: string; at: number } | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -33,6 +37,23 @@ export interface CredentialWithTokens {
   version: number;
   leaseOwner: string | null;
   leaseUntil: number | null;
+}
+
+/**
+ * A due credential this process claimed for the background refresher: its
+ * refresh lease is held under `leaseOwner` until `leaseUntil`.
+ */
+export interface ClaimedCredential {
+  id: string;
+  tenantId: string;
+  authClientId: string;
+  providerId: string;
+  leaseOwner: string;
+  leaseUntil: number;
+  /** The owner of the expired lease this claim replaced (a replica that died mid-refresh), or null. */
+  takenOverFrom: string | null;
+  nextRefreshAt: number;
+  failureCount: number;
 }
 
 export type LeaseResult =
@@ -87,6 +108,10 @@ export class CredentialRepository {
       next_refresh_at: row.nextRefreshAt,
       created_at: now,
       updated_at: now,
+      failure_count: 0,
+      last_decision: null,
+      last_decision_at: null,
+      lease_taken_from: null,
     };
     await (trx ?? this.#db).insertInto('credentials').values(values).execute();
     return toRecord(values);
@@ -174,6 +199,84 @@ export class CredentialRepository {
     return { acquired: true, takenOver: row.lease_owner !== null, previousOwner: row.lease_owner };
   }
 
+  /**
+   * Claims up to `limit` due credentials of one provider for the background
+   * refresher, in one statement: active, `next_refresh_at` passed, lease free or
+   * expired (its holder died), auth client not marked misconfigured; earliest
+   * first. The claim is the refresh lease (`lease_owner`, `lease_until`), so the
+   * token endpoint and the refresher exclude each other through one mechanism.
+   *
+   * PostgreSQL: the candidates are locked with `FOR UPDATE SKIP LOCKED`, so
+   * replicas claiming at the same moment take disjoint rows instead of queueing
+   * on each other; `= ANY(ARRAY(…))` makes the subquery run exactly once.
+   * SQLite: the same single `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`;
+   * SQLite runs one writer at a time, so the statement is atomic as it stands.
+   */
+  async claimDue(claim: {
+    providerId: string;
+    owner: string;
+    now: number;
+    leaseMs: number;
+    limit: number;
+  }): Promise<ClaimedCredential[]> {
+    const { providerId, owner, now, leaseMs, limit } = claim;
+    const postgres = this.#db.getExecutor().adapter instanceof PostgresAdapter;
+    let candidates = this.#db
+      .selectFrom('credentials')
+      .select('id')
+      .where('status', '=', 'active')
+      .where('next_refresh_at', '<=', now)
+      .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
+      .where('auth_client_id', 'in', (eb) =>
+        eb
+          .selectFrom('auth_clients')
+          .select('auth_clients.id')
+          .where('auth_clients.provider_id', '=', providerId)
+          .where('auth_clients.status', '=', 'ok'),
+      )
+      .orderBy('next_refresh_at')
+      .limit(limit);
+    if (postgres) candidates = candidates.forUpdate().skipLocked();
+    const rows = await this.#db
+      .updateTable('credentials')
+      .set((eb) => ({
+        lease_owner: owner,
+        lease_until: now + leaseMs,
+        lease_taken_from: eb.ref('lease_owner'),
+      }))
+      .where(
+        postgres
+          ? sql<boolean>`id = any(array(${candidates}))`
+          : sql<boolean>`id in (${candidates})`,
+      )
+      // Checked again on the row being written (cheap, and exact whatever the plan).
+      .where('status', '=', 'active')
+      .where('next_refresh_at', '<=', now)
+      .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
+      .returning([
+        'id',
+        'tenant_id',
+        'auth_client_id',
+        'lease_taken_from',
+        'next_refresh_at',
+        'failure_count',
+      ])
+      .execute();
+    return rows
+      .map((row) => ({
+        id: row.id,
+        tenantId: row.tenant_id,
+        authClientId: row.auth_client_id,
+        providerId,
+        leaseOwner: owner,
+        leaseUntil: now + leaseMs,
+        takenOverFrom: row.lease_taken_from,
+        nextRefreshAt: row.next_refresh_at ?? now,
+        failureCount: row.failure_count,
+      }))
+      .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt);
+  }
+
   /** Extends a lease this owner still holds. False when it was lost. */
   async renewLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean> {
     const result = await this.#db
@@ -209,6 +312,8 @@ export class CredentialRepository {
       nextRefreshAt: number | null;
       leaseOwner?: string;
       flags?: CredentialFlags;
+      /** Why the token set changed, kept as the credential's last decision. */
+      decision?: string;
     },
     now: number,
   ): Promise<boolean> {
@@ -224,8 +329,12 @@ export class CredentialRepository {
         last_error_code: null,
         last_error_message: null,
         last_error_at: null,
+        failure_count: 0,
         next_refresh_at: changes.nextRefreshAt,
         updated_at: now,
+        ...(changes.decision === undefined
+          ? {}
+          : { last_decision: changes.decision, last_decision_at: now }),
         ...(changes.flags === undefined ? {} : { flags: JSON.stringify(changes.flags) }),
         ...(changes.refreshed
           ? { last_refresh_at: now, refresh_count: eb('refresh_count', '+', 1) }
@@ -238,7 +347,10 @@ export class CredentialRepository {
     return Number(result.numUpdatedRows) === 1;
   }
 
-  /** Records a failed refresh; `status` changes only when given. Releases this owner's lease. */
+  /**
+   * Records a failed refresh; `status` changes only when given. `counted` adds one
+   * to `failure_count`. Releases this owner's lease.
+   */
   async recordFailure(
     trx: Transaction<Database>,
     id: string,
@@ -249,21 +361,27 @@ export class CredentialRepository {
       statusReason?: string;
       leaseOwner?: string;
       nextRefreshAt?: number | null;
+      counted?: boolean;
+      decision?: string;
     },
     now: number,
   ): Promise<void> {
     await trx
       .updateTable('credentials')
-      .set({
+      .set((eb) => ({
         last_error_code: failure.code,
         last_error_message: failure.message,
         last_error_at: now,
         updated_at: now,
+        ...(failure.counted === true ? { failure_count: eb('failure_count', '+', 1) } : {}),
+        ...(failure.decision === undefined
+          ? {}
+          : { last_decision: failure.decision, last_decision_at: now }),
         ...(failure.status === undefined
           ? {}
           : { status: failure.status, status_reason: failure.statusReason ?? null }),
         ...(failure.nextRefreshAt === undefined ? {} : { next_refresh_at: failure.nextRefreshAt }),
-      })
+      }))
       .where('id', '=', id)
       .execute();
     if (failure.leaseOwner !== undefined) {
@@ -340,6 +458,11 @@ function toRecord(row: CredentialsTable): CredentialRecord {
     flags: JSON.parse(row.flags) as CredentialFlags,
     scope: row.scope,
     nextRefreshAt: row.next_refresh_at,
+    failureCount: row.failure_count,
+    lastDecision:
+      row.last_decision === null
+        ? null
+        : { text: row.last_decision, at: row.last_decision_at ?? row.updated_at },
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

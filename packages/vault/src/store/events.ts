@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, EventType } from '../db/schema.ts';
+import { insertDeliveries, isWebhookEventType, subscribedWebhookIds } from './webhooks.ts';
 
 export interface VaultEvent {
   id: number;
@@ -27,19 +28,42 @@ export class EventRepository {
     this.#db = db;
   }
 
-  /** Appends an event, inside the caller's transaction when given one. */
+  /**
+   * Appends an event, inside the caller's transaction when given one. When
+   * webhooks of the tenant subscribe to its type, their deliveries (the outbox)
+   * are written in the same transaction: an event is never announced without
+   * being stored, nor stored without being announced.
+   */
   async append(event: NewEvent, now: number, trx?: Transaction<Database>): Promise<void> {
-    await (trx ?? this.#db)
-      .insertInto('events')
-      .values({
-        tenant_id: event.tenantId,
-        credential_id: event.credentialId ?? null,
-        auth_client_id: event.authClientId ?? null,
-        type: event.type,
-        data: JSON.stringify(event.data ?? {}),
-        created_at: now,
-      })
-      .execute();
+    const values = {
+      tenant_id: event.tenantId,
+      credential_id: event.credentialId ?? null,
+      auth_client_id: event.authClientId ?? null,
+      type: event.type,
+      data: JSON.stringify(event.data ?? {}),
+      created_at: now,
+    };
+    const webhookIds = await subscribedWebhookIds(trx ?? this.#db, event.tenantId, event.type);
+    if (webhookIds.length === 0 || !isWebhookEventType(event.type)) {
+      await (trx ?? this.#db).insertInto('events').values(values).execute();
+      return;
+    }
+    const type = event.type;
+    const write = async (executor: Transaction<Database>) => {
+      const inserted = await executor
+        .insertInto('events')
+        .values(values)
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await insertDeliveries(
+        executor,
+        { id: Number(inserted.id), tenantId: event.tenantId, type },
+        webhookIds,
+        now,
+      );
+    };
+    if (trx !== undefined) await write(trx);
+    else await this.#db.transaction().execute(write);
   }
 
   /** A page of a tenant's events, oldest first, after the given id. */

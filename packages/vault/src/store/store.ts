@@ -7,6 +7,7 @@ import { ConnectSessionRepository } from './connect-sessions.ts';
 import { CredentialRepository } from './credentials.ts';
 import { EventRepository } from './events.ts';
 import { TenantRepository } from './tenants.ts';
+import { WebhookRepository } from './webhooks.ts';
 
 /** Every repository over one database, sharing the keyring. */
 export class VaultStore {
@@ -16,6 +17,7 @@ export class VaultStore {
   readonly connectSessions: ConnectSessionRepository;
   readonly credentials: CredentialRepository;
   readonly events: EventRepository;
+  readonly webhooks: WebhookRepository;
 
   constructor(db: Kysely<Database>, keyring: Cipher, catalog: ProviderCatalog) {
     this.db = db;
@@ -24,5 +26,6 @@ export class VaultStore {
     this.connectSessions = new ConnectSessionRepository(db);
     this.credentials = new CredentialRepository(db, keyring);
     this.events = new EventRepository(db);
+    this.webhooks = new WebhookRepository(db, keyring);
   }
 }

@@ -19,8 +19,25 @@ export interface ApiKeyInfo {
 
 export const DEFAULT_TENANT_ID = 'default';
 
+/**
+ * How long a successful API key lookup is reused. Every /v1 request authenticates,
+ * and the valid-token path is otherwise one credential read: the cache halves its
+ * database reads (bench/s2-token-api.ts). A revocation through this process takes
+ * effect at once; one made through another replica, within this time.
+ */
+export const API_KEY_CACHE_MS = 5_000;
+const API_KEY_CACHE_SIZE = 10_000;
+
+interface CachedKey {
+  hash: string;
+  info: ApiKeyInfo;
+  until: number;
+}
+
 export class TenantRepository {
   readonly #db: Kysely<Database>;
+  /** By key id; only successful lookups, compared by hash like a database row. */
+  readonly #keys = new Map<string, CachedKey>();
 
   constructor(db: Kysely<Database>) {
     this.#db = db;
@@ -89,6 +106,7 @@ export class TenantRepository {
   ): Promise<void> {
     const id = apiKeyId(key);
     if (id === undefined) throw new Error('the admin key does not have the form twk_<id>_<secret>');
+    this.#keys.delete(id);
     await this.#db
       .insertInto('api_keys')
       .values({
@@ -126,13 +144,27 @@ export class TenantRepository {
   async authenticate(key: string, now: number): Promise<ApiKeyInfo | undefined> {
     const id = apiKeyId(key);
     if (id === undefined) return undefined;
+    const hash = sha256Hex(key);
+    const cached = this.#keys.get(id);
+    // Anything but a fresh entry with the same hash (a clock that went back, as in
+    // tests, included) reads the row.
+    if (
+      cached !== undefined &&
+      now < cached.until &&
+      now >= cached.until - API_KEY_CACHE_MS &&
+      digestsEqual(cached.hash, hash)
+    ) {
+      return cached.info;
+    }
     const row = await this.#db
       .selectFrom('api_keys')
       .selectAll()
       .where('id', '=', id)
       .executeTakeFirst();
-    if (row === undefined || row.revoked_at !== null || !digestsEqual(row.key_hash, sha256Hex(key)))
+    if (row === undefined || row.revoked_at !== null || !digestsEqual(row.key_hash, hash)) {
+      this.#keys.delete(id);
       return undefined;
+    }
     // Coarse: at most one write a minute per key, so the hot path stays read-only.
     if (row.last_used_at === null || now - row.last_used_at > 60_000) {
       await this.#db
@@ -141,14 +173,17 @@ export class TenantRepository {
         .where('id', '=', id)
         .execute();
     }
-    return {
+    const info: ApiKeyInfo = Object.freeze({
       id: row.id,
       tenantId: row.tenant_id,
       label: row.label,
       admin: row.is_admin === 1,
       createdAt: row.created_at,
       lastUsedAt: row.last_used_at,
-    };
+    });
+    if (this.#keys.size >= API_KEY_CACHE_SIZE) this.#keys.clear();
+    this.#keys.set(id, { hash: row.key_hash, info, until: now + API_KEY_CACHE_MS });
+    return info;
   }
 
   async listApiKeys(tenantId: string): Promise<ApiKeyInfo[]> {
@@ -170,6 +205,7 @@ export class TenantRepository {
   }
 
   async revokeApiKey(tenantId: string, id: string, now: number): Promise<boolean> {
+    this.#keys.delete(id);
     const result = await this.#db
       .updateTable('api_keys')
       .set({ revoked_at: now })
@@ -177,6 +213,8 @@ export class TenantRepository {
       .where('tenant_id', '=', tenantId)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
+    // Again: a lookup that read the row before this update may have cached it meanwhile.
+    this.#keys.delete(id);
     return Number(result.numUpdatedRows) === 1;
   }
 }

@@ -8,6 +8,7 @@
 
 const KEY_STORAGE = 'tokenwarden.apiKey';
 const CREDENTIALS_POLL_MS = 5_000;
+const WEBHOOKS_POLL_MS = 5_000;
 const EVENTS_POLL_MS = 3_000;
 const EVENTS_PAGE_SIZE = 500;
 /** Pages read per events poll while catching up with a long history. */
@@ -28,6 +29,12 @@ const NOTICE_AUTO_DISMISS_MS = 6_000;
  *   lastError: ApiErrorBody | null, createdAt: string }} Credential
  * @typedef {{ id: string | number, type: string, credentialId: string | null,
  *   authClientId: string | null, at: string | number, data: Record<string, unknown> | null }} VaultEvent
+ * @typedef {{ id: string, eventId: string, eventType: string,
+ *   status: 'pending' | 'retrying' | 'delivered' | 'gave_up', at: string | null,
+ *   httpStatus: number | null, attempts: number, error: string | null,
+ *   nextAttemptAt: string | null }} LastDelivery
+ * @typedef {{ id: string, url: string, events: string[], createdAt: string,
+ *   lastDelivery: LastDelivery | null }} Webhook
  * @typedef {{ row: HTMLTableRowElement, cells: Record<string, HTMLTableCellElement>,
  *   authClient: HTMLElement, provider: HTMLElement,
  *   refresh: HTMLButtonElement, revoke: HTMLButtonElement }} CredentialRow
@@ -59,6 +66,7 @@ const state = {
   /** @type {Map<string, CredentialRow>} */
   credentialRows: new Map(),
   credentialsLoaded: false,
+  webhooksLoaded: false,
   /** The `after` cursor of the events feed. @type {string | number | null} */
   eventsCursor: null,
   /** A credential to highlight when it shows up (after a connect). @type {string | null} */
@@ -379,6 +387,7 @@ function signOut(message = null, tone = 'error') {
   stopPolling();
   state.session += 1;
   setConnection(null);
+  hideWebhookSecret();
   showSignIn(message, tone);
 }
 
@@ -422,6 +431,9 @@ function startSession(authClients) {
   state.eventsCursor = null;
   byId('credential-rows').replaceChildren(placeholderRow(8, 'Loading…'));
   byId('auth-client-rows').replaceChildren(placeholderRow(5, 'Loading…'));
+  byId('webhook-rows').replaceChildren(placeholderRow(4, 'Loading…'));
+  state.webhooksLoaded = false;
+  hideWebhookSecret();
   byId('event-list').replaceChildren();
   byId('events-empty').hidden = false;
   byId('sign-in').hidden = true;
@@ -453,6 +465,7 @@ function startPolling() {
   stopPolling();
   poll(loadOverview, CREDENTIALS_POLL_MS);
   poll(loadEvents, EVENTS_POLL_MS);
+  poll(loadWebhooks, WEBHOOKS_POLL_MS);
   state.timers.push(window.setInterval(tick, 1000));
 }
 
@@ -785,6 +798,201 @@ async function onRevoke(id) {
   }
 }
 
+// ------------------------------------------------------------------- webhooks
+
+async function loadWebhooks() {
+  const session = state.session;
+  try {
+    const answer = await api('GET', '/v1/webhooks');
+    if (session !== state.session) return;
+    renderWebhooks(answer.webhooks ?? []);
+  } catch (error) {
+    if (session === state.session) reportError(error, 'Loading webhooks failed', 'connection');
+  }
+}
+
+/** "HTTP 200 · 1 attempt · 12 s ago", then the error and the next try. @param {LastDelivery} last */
+function lastDeliveryDetails(last) {
+  const parts = [];
+  if (last.httpStatus !== null) parts.push(`HTTP ${last.httpStatus}`);
+  parts.push(`${last.attempts} attempt${last.attempts === 1 ? '' : 's'}`);
+  parts.push(last.at === null ? 'not tried yet' : relativeTime(last.at));
+  const lines = [
+    el('div', {
+      className: 'reason',
+      text: parts.join(' · '),
+      title: last.at === null ? '' : absoluteTime(last.at),
+      testid: 'webhook-last-details',
+    }),
+  ];
+  if (last.error)
+    lines.push(
+      el('div', {
+        className: 'reason',
+        text: truncate(last.error, 200),
+        testid: 'webhook-last-error',
+      }),
+    );
+  if (last.status === 'retrying' && last.nextAttemptAt !== null) {
+    const ms = toMs(last.nextAttemptAt);
+    const seconds = ms === null ? 0 : Math.max(0, Math.ceil((ms - Date.now()) / 1000));
+    lines.push(el('div', { className: 'reason', text: `next try in ${formatDuration(seconds)}` }));
+  }
+  return lines;
+}
+
+/** @param {Webhook[]} webhooks */
+function renderWebhooks(webhooks) {
+  state.webhooksLoaded = true;
+  const body = byId('webhook-rows');
+  if (webhooks.length === 0) {
+    body.replaceChildren(
+      placeholderRow(4, 'No webhooks yet. Add one below to be told about credential events.'),
+    );
+    return;
+  }
+  const busy = new Set(
+    [...body.querySelectorAll('button[data-busy="true"]')].map((b) =>
+      b.getAttribute('data-webhook-id'),
+    ),
+  );
+  body.replaceChildren(
+    ...webhooks.map((webhook) => {
+      const remove = el('button', {
+        className: 'button-small button-danger',
+        text: 'Delete',
+        testid: 'webhook-delete',
+        attrs: {
+          type: 'button',
+          'data-webhook-id': webhook.id,
+          'aria-label': `Delete webhook ${webhook.url}`,
+        },
+      });
+      if (busy.has(webhook.id)) {
+        remove.disabled = true;
+        remove.dataset.busy = 'true';
+      }
+      remove.addEventListener('click', () => void onDeleteWebhook(webhook, remove));
+      const last = webhook.lastDelivery;
+      return el('tr', { testid: 'webhook-row', attrs: { 'data-webhook-id': webhook.id } }, [
+        el('td', {}, [
+          el('code', {
+            className: 'mono clip webhook-url',
+            text: webhook.url,
+            title: webhook.url,
+            testid: 'webhook-row-url',
+          }),
+          el('div', { className: 'reason', text: webhook.id }),
+        ]),
+        el('td', { testid: 'webhook-row-events' }, [
+          el('span', {
+            className: 'webhook-events',
+            text: webhook.events.length === 5 ? 'all credential events' : webhook.events.join(', '),
+            title: webhook.events.join(', '),
+          }),
+        ]),
+        el(
+          'td',
+          { testid: 'webhook-last-delivery' },
+          last === null
+            ? [el('span', { className: 'muted', text: 'No deliveries yet' })]
+            : [badge(last.status), ...lastDeliveryDetails(last)],
+        ),
+        el('td', { className: 'actions' }, [remove]),
+      ]);
+    }),
+  );
+}
+
+/** @param {SubmitEvent} event */
+async function onAddWebhook(event) {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  const data = new FormData(form);
+  const url = String(data.get('url') ?? '').trim();
+  const events = data.getAll('events').map(String);
+  const message = byId('wh-message');
+  const submit = /** @type {HTMLButtonElement} */ (form.querySelector('button[type="submit"]'));
+  message.hidden = true;
+  if (events.length === 0) {
+    message.hidden = false;
+    message.textContent = 'Choose at least one event.';
+    return;
+  }
+  submit.disabled = true;
+  const session = state.session;
+  try {
+    const created = await api('POST', '/v1/webhooks', { url, events });
+    if (session !== state.session) return;
+    form.reset();
+    showWebhookSecret(created.url, created.secret);
+    notify('success', `Added webhook ${created.url}.`);
+    await loadWebhooks();
+  } catch (error) {
+    if (session !== state.session) return;
+    if (error instanceof ApiError && error.status === 401) {
+      reportError(error, 'Adding the webhook failed');
+      return;
+    }
+    message.hidden = false;
+    message.textContent =
+      error instanceof ApiError
+        ? `${error.message} (${error.code})`
+        : `Adding the webhook failed: ${String(error)}`;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+/** The signing secret, shown once right after creation. @param {string} url @param {string} secret */
+function showWebhookSecret(url, secret) {
+  byId('webhook-secret-url').textContent = url;
+  byId('webhook-secret-value').textContent = secret;
+  byId('webhook-secret').hidden = false;
+}
+
+function hideWebhookSecret() {
+  byId('webhook-secret').hidden = true;
+  byId('webhook-secret-value').textContent = '';
+  byId('webhook-secret-url').textContent = '';
+}
+
+async function onCopyWebhookSecret() {
+  const secret = byId('webhook-secret-value').textContent ?? '';
+  if (secret === '') return;
+  try {
+    await navigator.clipboard.writeText(secret);
+    notify('success', 'The signing secret is on the clipboard.');
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents(byId('webhook-secret-value'));
+    getSelection()?.removeAllRanges();
+    getSelection()?.addRange(range);
+    notify('info', 'The browser did not allow copying: the secret is selected, copy it by hand.');
+  }
+}
+
+/** @param {Webhook} webhook @param {HTMLButtonElement} button */
+async function onDeleteWebhook(webhook, button) {
+  if (!confirm(`Delete the webhook to ${webhook.url}?\n\nDeliveries not sent yet are dropped.`))
+    return;
+  const session = state.session;
+  button.disabled = true;
+  button.dataset.busy = 'true';
+  try {
+    await api('DELETE', `/v1/webhooks/${encodeURIComponent(webhook.id)}`);
+    if (session !== state.session) return;
+    notify('success', `Deleted webhook ${webhook.url}.`);
+  } catch (error) {
+    if (session !== state.session) return;
+    reportError(error, `Deleting the webhook ${webhook.url} failed`);
+  } finally {
+    button.disabled = false;
+    delete button.dataset.busy;
+  }
+  if (session === state.session) await loadWebhooks();
+}
+
 // --------------------------------------------------------------------- events
 
 let eventsLoading = false;
@@ -1004,12 +1212,16 @@ function boot() {
   byId('sign-in-form').addEventListener('submit', (event) => void onSignIn(event));
   byId('auth-client-form').addEventListener('submit', (event) => void onAddAuthClient(event));
   byId('ac-provider').addEventListener('change', onProviderChange);
+  byId('webhook-form').addEventListener('submit', (event) => void onAddWebhook(event));
+  byId('webhook-secret-done').addEventListener('click', hideWebhookSecret);
+  byId('webhook-secret-copy').addEventListener('click', () => void onCopyWebhookSecret());
   byId('sign-out').addEventListener('click', () => signOut('Signed out.', 'info'));
   document.addEventListener('visibilitychange', () => {
     // Catch up at once when the tab comes back instead of waiting for the next poll.
     if (!document.hidden && apiKey() !== null && !byId('app').hidden) {
       void loadOverview();
       void loadEvents();
+      void loadWebhooks();
     }
   });
   showConnectResult();

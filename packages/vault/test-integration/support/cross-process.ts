@@ -316,6 +316,9 @@ export async function runCrossProcess(options: CrossProcessOptions): Promise<Cro
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       PORT: '0',
+      // What is under test is the token endpoint's single-flight: every refresh must
+      // come from a caller's staleAccessToken, not from the background refresher.
+      TOKENWARDEN_BACKGROUND_REFRESH: '0',
     };
     if (options.backend === 'postgres') {
       env.DATABASE_URL = databaseUrl;
