@@ -32,8 +32,8 @@ Usage:
 
 Serves the HTTP API, the connect flow, the web UI and the background refresher.
 Prints "listening on <url>" on stdout once it accepts requests. On the first
-start it generates the master key and the admin API key in the data folder and
-prints the admin key once: use it as TOKENWARDEN_API_KEY. SIGINT or SIGTERM
+start it generates the master key in the data folder (mode 0600) and an admin
+API key, printed once (only its hash is stored): use it as TOKENWARDEN_API_KEY. SIGINT or SIGTERM
 (Ctrl-C) stops it cleanly (exit 0).
 
 Each option sets an environment variable (and wins when both are given).
@@ -53,10 +53,19 @@ Options:
                          trace, silent
   -h, --help             show this help
 
-Settings only the environment gives: TOKENWARDEN_MASTER_KEYS (kid:base64key,…),
-TOKENWARDEN_ADMIN_KEY, TOKENWARDEN_RETURN_TO_ALLOWLIST, TOKENWARDEN_DATABASE_SCHEMA,
-TOKENWARDEN_INSTANCE_ID, TOKENWARDEN_LEASE_SECONDS, TOKENWARDEN_TOKEN_TIMEOUT_MS,
-TOKENWARDEN_DEMO_TOKEN_LIFETIME.
+Settings only the environment gives (docs/operations.md describes each):
+  TOKENWARDEN_MASTER_KEYS (kid:base64key,…), TOKENWARDEN_ADMIN_KEY,
+  TOKENWARDEN_RETURN_TO_ALLOWLIST, TOKENWARDEN_DATABASE_SCHEMA,
+  TOKENWARDEN_INSTANCE_ID, TOKENWARDEN_LEASE_SECONDS, TOKENWARDEN_TOKEN_TIMEOUT_MS,
+  TOKENWARDEN_DEMO_TOKEN_LIFETIME;
+  refresher: TOKENWARDEN_BACKGROUND_REFRESH, TOKENWARDEN_REFRESH_INTERVAL_MS,
+  TOKENWARDEN_REFRESH_CLAIM_SIZE, TOKENWARDEN_REFRESH_BACKOFF_MS,
+  TOKENWARDEN_REFRESH_BACKOFF_MAX_MS, TOKENWARDEN_PROVIDER_LIMITS
+  (provider=concurrency/rate[/burst],…);
+  webhooks: TOKENWARDEN_WEBHOOK_DELIVERY, TOKENWARDEN_WEBHOOK_INTERVAL_MS,
+  TOKENWARDEN_WEBHOOK_TIMEOUT_MS, TOKENWARDEN_WEBHOOK_RETRY_SCHEDULE,
+  TOKENWARDEN_WEBHOOK_CONCURRENCY, TOKENWARDEN_WEBHOOK_ALLOW_INSECURE_HTTP,
+  TOKENWARDEN_WEBHOOK_RETENTION_DAYS.
 
 Exit codes: 0 stopped by a signal; 2 invalid configuration (every problem is
 listed); 1 the vault failed to start (e.g. the port is taken).
