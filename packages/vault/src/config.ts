@@ -199,6 +199,13 @@ export function loadConfig(
     );
   }
   const env = result.data;
+  // A lease must outlive the request it covers, retries' waits included: else another
+  // process takes it over mid-request and presents the same (maybe single-use) refresh token.
+  if (env.TOKENWARDEN_LEASE_SECONDS * 1000 < 2 * env.TOKENWARDEN_TOKEN_TIMEOUT_MS) {
+    throw new ConfigError([
+      `TOKENWARDEN_LEASE_SECONDS (${env.TOKENWARDEN_LEASE_SECONDS}) must be at least twice TOKENWARDEN_TOKEN_TIMEOUT_MS (${env.TOKENWARDEN_TOKEN_TIMEOUT_MS} ms)`,
+    ]);
+  }
   const port = env.PORT;
   const publicUrl = env.TOKENWARDEN_PUBLIC_URL?.replace(/\/$/, '');
   return Object.freeze({

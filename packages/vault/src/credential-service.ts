@@ -4,6 +4,7 @@ import {
   processRefreshResponse,
   type RetryPolicy,
   refreshGrantRequest,
+  retryPolicyFor,
   TokenEndpointError,
   type TokenResponse,
   type TokenSet,
@@ -11,6 +12,7 @@ import {
   withRetry,
 } from '@tokenwarden/oauth';
 import type { Logger } from 'pino';
+import { isDatabaseDown } from './errors.ts';
 import { refreshOutcome, type VaultMetrics } from './http/metrics.ts';
 import { type BackoffPolicy, DEFAULT_BACKOFF, failureBackoffMs } from './refresher/backoff.ts';
 import {
@@ -541,54 +543,59 @@ export class CredentialService {
           'the credential has no refresh token and its access token can no longer be used',
         );
       }
-      const next = await withRetry(async () => {
-        const slot = await this.#waitForProvider(provider, held);
-        try {
-          // While this call waited for its turn, another may have had the client
-          // rejected: then the provider is not called again (no hammering).
-          if (held.priority === 'background' || (slot?.waitedMs ?? 0) > 0) {
-            const latest = await this.#store.authClients.get(tenantId, authClient.id);
-            if (latest?.status === 'misconfigured') throw pausedError(latest);
-          }
-          // The lease must still be ours when the provider is called: renewed after a
-          // wait (for the limit, a retry's backoff) or whenever it is a third gone.
-          const now = this.#now();
-          if (held.priority === 'background' || calledProvider || now - leaseAt > leaseMs / 3) {
-            if (!(await this.#store.credentials.renewLease(id, leaseOwner, now, leaseMs)))
-              throw new LeaseLost(id);
-            leaseAt = now;
-          }
-          calledProvider = true;
-          let tokens: TokenResponse;
+      const next = await withRetry(
+        async () => {
+          const slot = await this.#waitForProvider(provider, held);
           try {
-            const response = await refreshGrantRequest(client, refreshToken, {
-              timeoutMs: this.#options.tokenRequestTimeoutMs,
-              ...(this.#options.fetch === undefined ? {} : { fetch: this.#options.fetch }),
-            });
-            tokens = await processRefreshResponse(client, response);
-          } catch (error) {
-            // Marked before the slot is given up, so the calls waiting behind this one
-            // see it and do not present the rejected client again.
-            if (error instanceof TokenEndpointError && error.code === 'client_misconfigured')
-              await this.#store.authClients.markMisconfigured(
-                authClient.id,
-                error.message,
-                this.#now(),
-              );
-            throw error;
+            // While this call waited for its turn, another may have had the client
+            // rejected: then the provider is not called again (no hammering).
+            if (held.priority === 'background' || (slot?.waitedMs ?? 0) > 0) {
+              const latest = await this.#store.authClients.get(tenantId, authClient.id);
+              if (latest?.status === 'misconfigured') throw pausedError(latest);
+            }
+            // The lease must still be ours when the provider is called: renewed after a
+            // wait (for the limit, a retry's backoff) or whenever it is a third gone.
+            const now = this.#now();
+            if (held.priority === 'background' || calledProvider || now - leaseAt > leaseMs / 3) {
+              if (!(await this.#store.credentials.renewLease(id, leaseOwner, now, leaseMs)))
+                throw new LeaseLost(id);
+              leaseAt = now;
+            }
+            calledProvider = true;
+            let tokens: TokenResponse;
+            try {
+              const response = await refreshGrantRequest(client, refreshToken, {
+                timeoutMs: this.#options.tokenRequestTimeoutMs,
+                ...(this.#options.fetch === undefined ? {} : { fetch: this.#options.fetch }),
+              });
+              tokens = await processRefreshResponse(client, response);
+            } catch (error) {
+              // Marked before the slot is given up, so the calls waiting behind this one
+              // see it and do not present the rejected client again.
+              if (error instanceof TokenEndpointError && error.code === 'client_misconfigured')
+                await this.#store.authClients.markMisconfigured(
+                  authClient.id,
+                  error.message,
+                  this.#now(),
+                );
+              throw error;
+            }
+            return current.tokenSet.merge(
+              tokens,
+              this.#now(),
+              client.profile.defaultAccessTokenLifetimeSeconds,
+            );
+          } finally {
+            slot?.release();
           }
-          return current.tokenSet.merge(
-            tokens,
-            this.#now(),
-            client.profile.defaultAccessTokenLifetimeSeconds,
-          );
-        } finally {
-          slot?.release();
-        }
-      }, held.retry);
+        },
+        { ...retryPolicyFor(client), ...held.retry },
+      );
       const scheduled = nextRefreshAt(next, client);
       const decision = `refreshed (${reason}); ${describeSchedule(scheduled)}`;
-      await this.#commitRefresh(tenantId, current, next, scheduled, trigger, reason, decision);
+      await this.#commitDurably(id, leaseAt, () =>
+        this.#commitRefresh(tenantId, current, next, scheduled, trigger, reason, decision),
+      );
       measure(undefined);
       logger.info(
         {
@@ -623,6 +630,31 @@ export class CredentialService {
         logger.error({ credentialId: id, err: failure }, 'could not record a refresh failure');
       }
       throw error instanceof TokenwardenError ? error.forCredential(id) : error;
+    }
+  }
+
+  /**
+   * The provider has answered, and a rotating refresh token is already spent: the
+   * answer must reach the database. While the database does not answer (a restart, a
+   * failover) the commit is tried again, for as long as this process's lease keeps
+   * every other process off the credential. Giving up at once lost the answer: the
+   * lease then outlived the outage and the next refresh presented a refresh token the
+   * provider had replaced, past its grace period (bench/r3-database-restart.ts).
+   */
+  async #commitDurably(id: string, leaseAt: number, commit: () => Promise<void>): Promise<void> {
+    const deadline = leaseAt + this.#options.leaseMs - COMMIT_RETRY_MARGIN_MS;
+    for (let pause = 100; ; pause = Math.min(pause * 2, 1_000)) {
+      try {
+        await commit();
+        return;
+      } catch (error) {
+        if (!isDatabaseDown(error) || this.#now() + pause > deadline) throw error;
+        this.#options.logger.warn(
+          { credentialId: id, err: error },
+          'the database does not answer; storing the refreshed token set again shortly',
+        );
+        await sleep(pause);
+      }
     }
   }
 
@@ -689,6 +721,14 @@ export class CredentialService {
           changes,
           now,
         );
+        if (!saved) {
+          // Nothing is handed out that was not stored: the transaction rolls back.
+          throw new TokenwardenError(
+            'store_conflict',
+            `credential ${id} kept changing while a refreshed token set was being stored`,
+            { credentialId: id },
+          );
+        }
         this.#options.logger.warn(
           { credentialId: id },
           'credential changed during a refresh; the refreshed token set was written over it',
@@ -756,6 +796,7 @@ export class CredentialService {
             nextRefreshAt: null,
             counted: true,
             decision,
+            expectedVersion: read.version,
           },
           now,
         );
@@ -824,6 +865,9 @@ export class CredentialService {
     return decision;
   }
 }
+
+/** A stored answer must be written before the lease ends: stop retrying this long before. */
+const COMMIT_RETRY_MARGIN_MS = 2_000;
 
 /** Why a token must be refreshed before it is handed out, or undefined. */
 export function refreshTrigger(

@@ -491,13 +491,17 @@ for (const engine of engines()) {
 
       // Per replica: never more than CONCURRENCY in flight, never more than RATE (+ the
       // bucket's 1) started in a second; at the provider, 3 times that.
+      // The bucket admits RATE + 1 a second; the starts are stamped a little later, when
+      // the request goes out, and on a loaded 2-core machine (CI) that jitter can slide
+      // a couple of them into the same second: JITTER allows for it, no more.
+      const JITTER = 3;
       for (const replica of replicas) {
         assert.ok(replica.calls.maxInFlight <= CONCURRENCY, summary());
-        assert.ok(peakInWindow(replica.calls.starts) <= RATE + 1, summary());
+        assert.ok(peakInWindow(replica.calls.starts) <= RATE + 1 + JITTER, summary());
       }
       const all = replicas.flatMap((r) => r.calls.starts);
       assert.equal(all.length, refreshed.length, summary());
-      assert.ok(peakInWindow(all) <= 3 * (RATE + 1), summary());
+      assert.ok(peakInWindow(all) <= 3 * (RATE + 1 + JITTER), summary());
       // The limit was reached at some point (else this test shows nothing about it).
       assert.ok(
         replicas.some((r) => peakInWindow(r.calls.starts) >= RATE * 0.75),

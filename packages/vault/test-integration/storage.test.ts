@@ -1008,7 +1008,7 @@ for (const engine of engines()) {
         );
       });
 
-      test('saveTokens with the lease owner releases the lease', async (t) => {
+      test('regression: saveTokens leaves the lease to its holder, so a holder taken over cannot clear the new one', async (t) => {
         const f = await fixture(t, engine);
         const client = await f.store.authClients.create(
           f.tenantId,
@@ -1016,7 +1016,9 @@ for (const engine of engines()) {
           T0,
         );
         const { record, tokens } = await credential(f, client);
-        await f.store.credentials.tryAcquireLease(record.id, 'me', T0, 30_000);
+        // 'me' held the lease, it expired, and 'other' took it over; 'me' then commits late.
+        await f.store.credentials.tryAcquireLease(record.id, 'me', T0, 1_000);
+        await f.store.credentials.tryAcquireLease(record.id, 'other', T0 + 2_000, 30_000);
         const next = tokens.merge({ access_token: secret('at'), token_type: 'Bearer' }, T0 + 1);
         await f.handle.db
           .transaction()
@@ -1031,8 +1033,21 @@ for (const engine of engines()) {
             ),
           );
         const row = await rawCredential(f.handle, record.id);
-        assert.equal(row.lease_owner, null);
-        assert.equal(row.lease_until, null);
+        assert.equal(
+          row.lease_owner,
+          'other',
+          "the late committer did not clear the new holder's lease",
+        );
+        await f.store.credentials.releaseLease(record.id, 'me');
+        assert.equal(
+          (await rawCredential(f.handle, record.id)).lease_owner,
+          'other',
+          'release is by owner only',
+        );
+        await f.store.credentials.releaseLease(record.id, 'other');
+        const released = await rawCredential(f.handle, record.id);
+        assert.equal(released.lease_owner, null);
+        assert.equal(released.lease_until, null);
       });
 
       test('20 concurrent acquirers (a real pool on PostgreSQL): exactly one winner, every round', async (t) => {

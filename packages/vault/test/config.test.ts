@@ -189,3 +189,19 @@ describe('loadConfig', () => {
     assert.ok(!rendered.includes(GOOD_KEY.slice(3)), 'the good key is not echoed either');
   });
 });
+
+describe('loadConfig: the refresh lease outlives a token request', () => {
+  test('refuses a lease shorter than twice the token-request timeout', () => {
+    assert.throws(
+      () => loadConfig({ TOKENWARDEN_LEASE_SECONDS: '5', TOKENWARDEN_TOKEN_TIMEOUT_MS: '10000' }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.problems.some((problem) => problem.includes('TOKENWARDEN_LEASE_SECONDS')),
+    );
+    assert.equal(
+      loadConfig({ TOKENWARDEN_LEASE_SECONDS: '2', TOKENWARDEN_TOKEN_TIMEOUT_MS: '1000' })
+        .leaseSeconds,
+      2,
+    );
+  });
+});

@@ -298,8 +298,8 @@ export class CredentialRepository {
   }
 
   /**
-   * Writes a new token set if the row is still at `expectedVersion`, clears any
-   * error and releases this owner's lease, in the caller's transaction.
+   * Writes a new token set if the row is still at `expectedVersion` and clears any
+   * error, in the caller's transaction.
    * Returns false when another writer got there first (nothing written).
    */
   async saveTokens(
@@ -339,7 +339,9 @@ export class CredentialRepository {
         ...(changes.refreshed
           ? { last_refresh_at: now, refresh_count: eb('refresh_count', '+', 1) }
           : {}),
-        ...(changes.leaseOwner === undefined ? {} : { lease_owner: null, lease_until: null }),
+        // The lease is not touched here: its holder releases it (by owner) once the
+        // transaction is committed, so a holder whose lease was taken over can never
+        // clear the new holder's.
       }))
       .where('id', '=', id)
       .where('version', '=', expectedVersion)
@@ -363,6 +365,8 @@ export class CredentialRepository {
       nextRefreshAt?: number | null;
       counted?: boolean;
       decision?: string;
+      /** Record only if the row is still at this version. */
+      expectedVersion?: number;
     },
     now: number,
   ): Promise<void> {
@@ -383,6 +387,10 @@ export class CredentialRepository {
         ...(failure.nextRefreshAt === undefined ? {} : { next_refresh_at: failure.nextRefreshAt }),
       }))
       .where('id', '=', id)
+      // A failure of the token set read at this version says nothing of a newer one.
+      .$if(failure.expectedVersion !== undefined, (qb) =>
+        qb.where('version', '=', failure.expectedVersion ?? -1),
+      )
       .execute();
     if (failure.leaseOwner !== undefined) {
       await trx
