@@ -7,6 +7,9 @@ const benches = [
   'b2-coalescing.ts',
   'b3-rotation-storm.ts',
   'v1-cross-process.ts',
+  's2-token-api.ts',
+  'r2-provider-faults.ts',
+  // r3-database-restart.ts needs root (it runs its own PostgreSQL cluster): run it alone.
 ];
 let failed = 0;
 for (const bench of benches) {

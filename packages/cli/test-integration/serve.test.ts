@@ -97,7 +97,10 @@ describe('against the real vault started by "tokenwarden serve"', () => {
     const rotated = await runCli(['keys', 'rotate', '--data-dir', dataDir], { env });
     assert.equal(rotated.code, EXIT.ok, rotated.stderr);
     assert.match(rotated.stdout, /^new encryption key: \S+$/m);
-    assert.match(rotated.stdout, /^re-encrypted: 1 credentials, 1 auth clients, 0 webhook secrets$/m);
+    assert.match(
+      rotated.stdout,
+      /^re-encrypted: 1 credentials, 1 auth clients, 0 webhook secrets$/m,
+    );
     const tokenAfter = await runCli(['token', credentialId], { env });
     assert.equal(tokenAfter.code, EXIT.ok, tokenAfter.stderr);
 

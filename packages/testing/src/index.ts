@@ -13,6 +13,9 @@ export type {
   FaultTiming,
   InjectedFault,
   InjectOptions,
+  MintedGrant,
+  MintGrantsOptions,
   Personality,
+  RefreshTokenStatus,
   TokenRequestCounters,
 } from './types.ts';

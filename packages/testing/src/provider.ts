@@ -16,6 +16,7 @@ import {
   sendReply,
   splitTarget,
 } from './internal/http.ts';
+import { mintGrants, refreshTokenStatus } from './internal/mint.ts';
 import { resolveOptions } from './internal/options.ts';
 import { findResourceRoute, resourceRequest } from './internal/resource.ts';
 import { revocationRequest } from './internal/revoke.ts';
@@ -49,9 +50,15 @@ export async function startFakeProvider(options?: FakeProviderOptions): Promise<
       counters.revokedGrants++;
       return true;
     },
+    mintGrants: (mintOptions) => mintGrants(started(), mintOptions),
+    refreshTokenStatus: (refreshTokens) => refreshTokenStatus(started(), refreshTokens),
   };
 
   let ctx: ProviderContext | undefined;
+  const started = (): ProviderContext => {
+    if (ctx === undefined) throw new Error('the fake provider is not listening yet');
+    return ctx;
+  };
   const server = createServer((req, res) => {
     if (ctx === undefined) {
       res.destroy();

@@ -131,6 +131,40 @@ export interface FaultController {
   list(): InjectedFault[];
 }
 
+/** `mintGrants`: grants as if the user had approved and the code had been exchanged. */
+export interface MintGrantsOptions {
+  /** How many grants, 1 to 10,000. */
+  count: number;
+  /** Default: the only registered client, or `demo-client`. */
+  clientId?: string | undefined;
+  /** Space-separated scopes granted. Default `profile`. */
+  scope?: string | undefined;
+}
+
+/** One minted grant: the code exchange's answer, plus the grant's id. */
+export interface MintedGrant {
+  grant_id: string;
+  access_token: string;
+  token_type: 'Bearer';
+  /** Absent for personalities that do not send it (salesforce). */
+  expires_in?: number;
+  refresh_token: string;
+  scope: string;
+}
+
+/**
+ * What the provider knows of a refresh token: `current` (usable), `in-grace`
+ * (rotated away, still accepted: microsoft), `used` (rotated away, presenting it
+ * fails), `unknown` (never issued, or dropped because its grant was revoked).
+ */
+export interface RefreshTokenStatus {
+  state: 'current' | 'in-grace' | 'used' | 'unknown';
+  /** null when unknown. */
+  grantId: string | null;
+  /** Whether the grant behind it is revoked; null when unknown. */
+  grantRevoked: boolean | null;
+}
+
 export interface FakeProvider {
   /** Base URL, no trailing slash. */
   readonly url: string;
@@ -151,6 +185,15 @@ export interface FakeProvider {
   expireAccessTokens(): number;
   /** Revokes the grant the refresh token belongs to; false when unknown or already revoked. */
   revokeGrant(refreshToken: string): boolean;
+  /**
+   * Issues `count` grants at once, each with an access token and a refresh token,
+   * as the authorization-code flow would (without PKCE, consent or a code: for
+   * seeding benchmarks). Throws a TypeError on a bad count, client or scope. Not
+   * counted in `codeExchanges`.
+   */
+  mintGrants(options: MintGrantsOptions): MintedGrant[];
+  /** The state of each refresh token, in order, without using it. */
+  refreshTokenStatus(refreshTokens: readonly string[]): RefreshTokenStatus[];
   /**
    * Every authorization code, access token and refresh token issued so far, plus
    * the registered client secrets. Needs `recordIssuedSecrets: true`; throws otherwise.

@@ -149,6 +149,67 @@ describe('control API', () => {
     assert.deepEqual(await grant.json(), { revoked: true });
   });
 
+  it('mints grants in bulk and tells the state of refresh tokens', async () => {
+    const created = await postJson('/grants', { count: 3, scope: 'profile email' });
+    assert.equal(created.status, 201);
+    const { grants } = (await created.json()) as {
+      grants: Array<{
+        grant_id: string;
+        access_token: string;
+        refresh_token: string;
+        expires_in: number;
+        scope: string;
+      }>;
+    };
+    assert.equal(grants.length, 3);
+    assert.equal(new Set(grants.map((g) => g.grant_id)).size, 3);
+    const [first, second] = grants as [(typeof grants)[0], (typeof grants)[0]];
+    assert.equal(first.scope, 'profile email');
+    assert.equal(first.expires_in, 3600);
+    // Real tokens: the resource accepts the access token, the token endpoint the refresh token.
+    assert.equal((await callResource(provider.resourceUrl, first.access_token)).status, 200);
+    const refreshed = await refresh(provider, first.refresh_token);
+    assert.equal(refreshed.status, 200);
+
+    await postJson('/revoke-grant', { refresh_token: second.refresh_token });
+    const status = await postJson('/refresh-token-status', {
+      refresh_tokens: [first.refresh_token, second.refresh_token, 'rt_unknown'],
+    });
+    assert.deepEqual(await status.json(), {
+      statuses: [
+        // generic personality: no rotation, so the refresh token stays current
+        { state: 'current', grantId: first.grant_id, grantRevoked: false },
+        { state: 'current', grantId: second.grant_id, grantRevoked: true },
+        { state: 'unknown', grantId: null, grantRevoked: null },
+      ],
+    });
+
+    const bad = await postJson('/grants', { count: 0, client_id: 'nobody' });
+    assert.equal(bad.status, 400);
+    const problems = ((await bad.json()) as { error_description: string }).error_description;
+    assert.match(problems, /count must be/);
+    assert.match(problems, /no client is registered with the id "nobody"/);
+    assert.equal((await postJson('/refresh-token-status', { refresh_tokens: [1] })).status, 400);
+  });
+
+  it('shows rotation in refresh-token states (strict, microsoft)', async () => {
+    for (const personality of ['strict', 'microsoft'] as const) {
+      const rotating = await startFakeProvider({ personality, refreshGraceSeconds: 30 });
+      try {
+        const [grant] = rotating.mintGrants({ count: 1, scope: 'profile' });
+        assert.ok(grant);
+        const answer = await refresh(rotating, grant.refresh_token, { scope: 'profile' });
+        const next = ((await answer.json()) as { refresh_token: string }).refresh_token;
+        assert.deepEqual(
+          rotating.refreshTokenStatus([grant.refresh_token, next]).map((s) => s.state),
+          [personality === 'strict' ? 'used' : 'in-grace', 'current'],
+        );
+      } finally {
+        await rotating.close();
+      }
+    }
+  });
+
   it('refuses cross-origin browser requests', async () => {
     const res = await fetch(`${control}/reset-counters`, {
       method: 'POST',

@@ -258,7 +258,8 @@ export class CredentialService {
             decided = text;
           },
         });
-        release = false; // the commit released it with the new token set
+        // Released below, by owner: the commit no longer releases it (a claim kept after a
+        // successful refresh blocked the credential's callers for a whole lease: R2, R3).
         return { decision: { outcome: 'refreshed', reason: decided }, tokenSet };
       } catch (error) {
         if (error instanceof LimitWaitAborted)

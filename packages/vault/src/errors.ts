@@ -83,6 +83,14 @@ export function toHttpError(error: unknown): HttpError {
 /** Connection-level failures of PostgreSQL or SQLite that mean "try again later". */
 export function isDatabaseDown(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
+  // node-postgres has no code for a connection that died under a checked-out client
+  // (what a transaction's rollback meets during a database restart), only these words.
+  const message = (error as { message?: unknown })?.message;
+  if (
+    typeof message === 'string' &&
+    /^(Connection terminated|Client has encountered a connection error)/.test(message)
+  )
+    return true;
   return (
     typeof code === 'string' &&
     [

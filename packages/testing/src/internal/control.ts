@@ -11,7 +11,12 @@ export type ControlOperations = Pick<
   | 'revokeAccessTokens'
   | 'expireAccessTokens'
   | 'revokeGrant'
+  | 'mintGrants'
+  | 'refreshTokenStatus'
 >;
+
+/** Bodies of the bulk actions (10,000 refresh tokens are about 600 kB). */
+const MAX_CONTROL_BODY_BYTES = 4 * 1024 * 1024;
 
 export const CONTROL_PREFIX = '/_control/';
 
@@ -63,6 +68,31 @@ export async function controlRequest(
     if (typeof refreshToken !== 'string') return invalid('the body must be {"refresh_token": "…"}');
     return jsonReply(200, { revoked: operations.revokeGrant(refreshToken) });
   }
+  if (action === 'grants') {
+    if (method !== 'POST') return notAllowed('POST');
+    const body = await jsonBody(req);
+    if (!body.ok) return body.reply;
+    const { count, client_id: clientId, scope } = (body.value ?? {}) as Record<string, unknown>;
+    try {
+      const grants = operations.mintGrants({
+        count: count as number,
+        ...(clientId === undefined ? {} : { clientId: clientId as string }),
+        ...(scope === undefined ? {} : { scope: scope as string }),
+      });
+      return jsonReply(201, { grants });
+    } catch (error) {
+      return invalid(error instanceof Error ? error.message : 'cannot mint grants');
+    }
+  }
+  if (action === 'refresh-token-status') {
+    if (method !== 'POST') return notAllowed('POST');
+    const body = await jsonBody(req, MAX_CONTROL_BODY_BYTES);
+    if (!body.ok) return body.reply;
+    const tokens = (body.value as { refresh_tokens?: unknown } | null)?.refresh_tokens;
+    if (!Array.isArray(tokens) || !tokens.every((t) => typeof t === 'string'))
+      return invalid('the body must be {"refresh_tokens": ["…", …]}');
+    return jsonReply(200, { statuses: operations.refreshTokenStatus(tokens as string[]) });
+  }
   if (action === 'faults') {
     if (method === 'GET') return jsonReply(200, { faults: operations.faults.list() });
     if (method === 'DELETE') return jsonReply(200, { cleared: operations.faults.clear() });
@@ -92,8 +122,8 @@ export async function controlRequest(
 type JsonBody = { ok: true; value: unknown } | { ok: false; reply: Reply };
 
 /** Requiring application/json also makes a cross-site form post impossible (it would need a preflight). */
-async function jsonBody(req: IncomingMessage): Promise<JsonBody> {
-  const text = await readBody(req);
+async function jsonBody(req: IncomingMessage, limit?: number): Promise<JsonBody> {
+  const text = await readBody(req, limit);
   if (mediaType(req) !== 'application/json') {
     return {
       ok: false,

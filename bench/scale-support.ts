@@ -1,0 +1,497 @@
+/**
+ * Shared by S1 (bench/s1-scale.ts) and R1 (bench/r1-crash.ts): fake providers and
+ * vault replicas as child processes, the vault's own store opened on the same
+ * PostgreSQL schema with the same master key (to seed and to inspect), bulk
+ * seeding, and per-process CPU and memory from /proc.
+ *
+ * Every child gets a pipe on stdin: the vault process
+ * (packages/vault/test-integration/support/vault-process.ts) and the fake
+ * provider (through a preloaded module) exit when it closes, so even a bench
+ * killed with SIGKILL leaves nothing running. On exit, SIGINT or SIGTERM every
+ * child still running is killed and the clean-ups (schemas) run.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { loadProviderCatalog, type TokenSet } from '@tokenwarden/oauth';
+import type { MintedGrant } from '@tokenwarden/testing';
+import pg from 'pg';
+import { Keyring, parseKeyList } from '../packages/vault/src/crypto/keyring.ts';
+import { openDatabase } from '../packages/vault/src/db/database.ts';
+import type { CredentialsTable } from '../packages/vault/src/db/schema.ts';
+import { VaultStore } from '../packages/vault/src/store/store.ts';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const PROVIDER_CLI = join(ROOT, 'packages/testing/src/cli.ts');
+const VAULT_PROCESS = join(ROOT, 'packages/vault/test-integration/support/vault-process.ts');
+/** Preloaded into the fake provider: it exits when our end of its stdin closes. */
+const EXIT_WITH_PARENT = `data:text/javascript,${encodeURIComponent(
+  "process.stdin.on('end', () => process.kill(process.pid, 'SIGTERM')); process.stdin.resume();",
+)}`;
+
+/** The shared PostgreSQL server of the tests and benchmarks. */
+export const DATABASE_URL =
+  process.env.TOKENWARDEN_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface Child {
+  name: string;
+  process: ChildProcess;
+  pid: number;
+  /** The JSON line it printed when ready. */
+  info: Record<string, unknown>;
+  /** Its last stderr lines, and how many it wrote. */
+  stderr: string[];
+  stderrLines: number;
+  /** Called with every stderr line (stats answers included). */
+  listeners: Set<(line: string) => void>;
+}
+
+const live = new Set<ChildProcess>();
+const cleanups: Array<() => Promise<void> | void> = [];
+let hooked = false;
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const child of live) child.kill('SIGKILL');
+      void runCleanups().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    });
+  }
+}
+
+/** Runs at runCleanups() (and on SIGINT/SIGTERM), last registered first. */
+export function onCleanup(fn: () => Promise<void> | void): void {
+  hookExit();
+  cleanups.push(fn);
+}
+
+export async function runCleanups(): Promise<void> {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop();
+    try {
+      await fn?.();
+    } catch (error) {
+      process.stderr.write(`clean-up failed: ${(error as Error).message}\n`);
+    }
+  }
+}
+
+/** Starts a Node.js child and waits for the one JSON line it prints when ready. */
+export async function spawnReady(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 90_000,
+): Promise<Child> {
+  hookExit();
+  const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (child.stdout === null || child.stderr === null || child.pid === undefined)
+    throw new Error(`${name}: could not start`);
+  const record: Child = {
+    name,
+    process: child,
+    pid: child.pid,
+    info: {},
+    stderr: [],
+    stderrLines: 0,
+    listeners: new Set(),
+  };
+  createInterface({ input: child.stderr }).on('line', (line) => {
+    for (const listener of record.listeners) listener(line);
+    if (line.startsWith('S1-STATS ')) return;
+    record.stderrLines++;
+    record.stderr.push(line);
+    if (record.stderr.length > 50) record.stderr.shift();
+  });
+  const lines = createInterface({ input: child.stdout });
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${name} did not start within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        reject(new Error(`${name} printed ${JSON.stringify(line)} instead of its JSON line`));
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(
+        new Error(
+          `${name} exited (${signal ?? `code ${code}`}) before it was ready:\n${record.stderr.join('\n')}`,
+        ),
+      );
+    });
+  });
+  try {
+    record.info = await ready;
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return record;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when it exited. */
+export async function stopChild(child: Child, graceMs = 10_000): Promise<void> {
+  const proc = child.process;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, 'exit');
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** kill -9; resolves when it is gone. */
+export async function killChild(child: Child): Promise<void> {
+  const proc = child.process;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, 'exit');
+  proc.kill('SIGKILL');
+  await exited;
+}
+
+/** The inherited environment without anything that would configure a vault. */
+export function baseEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (
+      key.startsWith('TOKENWARDEN_') ||
+      ['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL'].includes(key)
+    )
+      continue;
+    env[key] = value;
+  }
+  return env;
+}
+
+// ---------------------------------------------------------------- fake provider
+
+export interface ProviderChild {
+  child: Child;
+  url: string;
+  authorizationEndpoint: string;
+  tokenEndpoint: string;
+  resourceUrl: string;
+  clientId: string;
+  clientSecret: string;
+  control<T>(path: string, body?: unknown, method?: string): Promise<T>;
+  mint(count: number, scope: string): Promise<MintedGrant[]>;
+}
+
+export async function startProvider(options: {
+  name: string;
+  personality: string;
+  tokenLifetimeSeconds: number;
+  graceSeconds?: number;
+}): Promise<ProviderChild> {
+  const clientId = `tw-${options.name}-${randomBytes(3).toString('hex')}`;
+  const clientSecret = randomBytes(24).toString('base64url');
+  const child = await spawnReady(
+    `provider ${options.name}`,
+    [
+      '--import',
+      EXIT_WITH_PARENT,
+      PROVIDER_CLI,
+      '--personality',
+      options.personality,
+      '--token-lifetime',
+      String(options.tokenLifetimeSeconds),
+      ...(options.graceSeconds === undefined ? [] : ['--grace', String(options.graceSeconds)]),
+      '--client',
+      `${clientId}:${clientSecret}`,
+      '--port',
+      '0',
+    ],
+    baseEnvironment(),
+  );
+  const url = String(child.info.url);
+  const control = async <T>(path: string, body?: unknown, method?: string): Promise<T> => {
+    const response = await fetch(`${url}/_control/${path}`, {
+      method: method ?? (body === undefined ? 'GET' : 'POST'),
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`control ${path}: HTTP ${response.status} ${text}`);
+    return JSON.parse(text) as T;
+  };
+  return {
+    child,
+    url,
+    authorizationEndpoint: String(child.info.authorizationEndpoint),
+    tokenEndpoint: String(child.info.tokenEndpoint),
+    resourceUrl: String(child.info.resourceUrl),
+    clientId,
+    clientSecret,
+    control,
+    async mint(count, scope) {
+      const grants: MintedGrant[] = [];
+      for (let done = 0; done < count; ) {
+        const batch = Math.min(10_000, count - done);
+        const answer = await control<{ grants: MintedGrant[] }>('grants', {
+          count: batch,
+          client_id: clientId,
+          scope,
+        });
+        grants.push(...answer.grants);
+        done += batch;
+      }
+      return grants;
+    },
+  };
+}
+
+// ---------------------------------------------------------------- vault replicas
+
+/**
+ * Preloaded into replicas started with `stats`: on SIGUSR2 the process runs a
+ * full garbage collection and writes one line `S1-STATS {...}` to stderr with
+ * process.memoryUsage() (heapUsed after that GC: what is really retained) and
+ * process.cpuUsage().
+ */
+const STATS_ON_SIGNAL = `data:text/javascript,${encodeURIComponent(
+  "process.on('SIGUSR2', () => { globalThis.gc?.(); process.stderr.write('S1-STATS ' + JSON.stringify({ ...process.memoryUsage(), cpu: process.cpuUsage() }) + '\\n'); });",
+)}`;
+
+/** Starts one vault process configured by `env` (its own TOKENWARDEN_* and DATABASE_URL). */
+export function startReplica(
+  name: string,
+  env: NodeJS.ProcessEnv,
+  options: { stats?: boolean } = {},
+): Promise<Child> {
+  const args = options.stats === true ? ['--expose-gc', '--import', STATS_ON_SIGNAL] : [];
+  return spawnReady(name, [...args, VAULT_PROCESS], { ...baseEnvironment(), ...env });
+}
+
+export interface ReplicaStats {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+  cpu: { user: number; system: number };
+}
+
+/** Asks a replica started with `stats` for its memory after a full GC, and its CPU time. */
+export async function replicaStats(child: Child, timeoutMs = 10_000): Promise<ReplicaStats> {
+  const answer = new Promise<ReplicaStats>((resolve, reject) => {
+    const listener = (line: string) => {
+      if (!line.startsWith('S1-STATS ')) return;
+      clearTimeout(timer);
+      child.listeners.delete(listener);
+      resolve(JSON.parse(line.slice('S1-STATS '.length)) as ReplicaStats);
+    };
+    const timer = setTimeout(() => {
+      child.listeners.delete(listener);
+      reject(new Error(`${child.name} did not report its stats`));
+    }, timeoutMs);
+    child.listeners.add(listener);
+  });
+  child.process.kill('SIGUSR2');
+  return answer;
+}
+
+// ---------------------------------------------------------------- database
+
+/** Fails with a clear message when the PostgreSQL server is not there: never skips. */
+export async function assertPostgresReachable(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+  } catch (error) {
+    const where = new URL(databaseUrl);
+    throw new Error(
+      `PostgreSQL is not reachable at ${where.host}${where.pathname} (${error instanceof Error ? error.message : String(error)}); ` +
+        'this benchmark needs it (start PostgreSQL on 127.0.0.1:5432, or set TOKENWARDEN_TEST_DATABASE_URL)',
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface BenchDatabase {
+  schema: string;
+  /** `TOKENWARDEN_MASTER_KEYS` for every replica. */
+  masterKeys: string;
+  store: VaultStore;
+  close(): Promise<void>;
+}
+
+/**
+ * A fresh PostgreSQL schema (dropped at clean-up), migrated, and the vault's own
+ * store on it with the master key the replicas get.
+ */
+export async function freshDatabase(databaseUrl: string, prefix: string): Promise<BenchDatabase> {
+  await assertPostgresReachable(databaseUrl);
+  const schema = `${prefix}_${randomBytes(5).toString('hex')}`;
+  onCleanup(() => dropSchema(databaseUrl, schema));
+  const masterKeys = `${prefix}:${randomBytes(32).toString('base64')}`;
+  const database = await openDatabase({
+    dataDir: '/nonexistent',
+    databaseUrl,
+    databaseSchema: schema,
+    poolSize: 4,
+  });
+  const catalog = await loadProviderCatalog();
+  const store = new VaultStore(database.db, new Keyring(parseKeyList(masterKeys)), catalog);
+  return { schema, masterKeys, store, close: () => database.close() };
+}
+
+export interface SeedRow {
+  id: string;
+  tenantId: string;
+  authClientId: string;
+  tokenSet: TokenSet;
+  nextRefreshAt: number | null;
+}
+
+/**
+ * Inserts credentials in multi-row statements of `batch` rows, with exactly the
+ * values `CredentialRepository.create` writes (token set encrypted by the store's
+ * own `encryptTokens`, bound to the row id).
+ */
+export async function insertCredentials(
+  store: VaultStore,
+  rows: readonly SeedRow[],
+  now: number,
+  batch = 1000,
+): Promise<void> {
+  for (let start = 0; start < rows.length; start += batch) {
+    const values: CredentialsTable[] = rows.slice(start, start + batch).map((row) => ({
+      id: row.id,
+      tenant_id: row.tenantId,
+      auth_client_id: row.authClientId,
+      status: 'active',
+      status_reason: null,
+      token_enc: store.credentials.encryptTokens(row.id, row.tokenSet),
+      version: 1,
+      expires_at: row.tokenSet.expiresAtMs ?? null,
+      last_refresh_at: null,
+      refresh_count: 0,
+      last_error_code: null,
+      last_error_message: null,
+      last_error_at: null,
+      flags: JSON.stringify({ missingRefreshToken: false }),
+      scope: row.tokenSet.scope ?? null,
+      lease_owner: null,
+      lease_until: null,
+      next_refresh_at: row.nextRefreshAt,
+      created_at: now,
+      updated_at: now,
+      failure_count: 0,
+      last_decision: null,
+      last_decision_at: null,
+      lease_taken_from: null,
+    }));
+    await store.db.insertInto('credentials').values(values).execute();
+  }
+}
+
+// ---------------------------------------------------------------- /proc
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+export interface ProcessSample {
+  /** User + system CPU time so far, milliseconds. */
+  cpuMs: number;
+  /** Resident set size now, and its peak so far (VmHWM), kB. */
+  rssKb: number;
+  hwmKb: number;
+}
+
+/** CPU time and memory of a live process (Linux /proc); undefined when it is gone. */
+export function sampleProcess(pid: number): ProcessSample | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+    return {
+      cpuMs: ((utime + stime) * 1000) / CLOCK_TICKS_PER_SECOND,
+      rssKb: kb('VmRSS'),
+      hwmKb: kb('VmHWM'),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Busy and total CPU time of the whole machine so far (jiffies), from /proc/stat. */
+export function machineCpu(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const values = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (values[3] ?? 0) + (values[4] ?? 0);
+  const total = values.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+// ---------------------------------------------------------------- arguments and numbers
+
+export function stringArg(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  if (index === -1) return fallback;
+  const value = process.argv[index + 1];
+  if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return value;
+}
+
+/** `--name 1,2,3`: positive numbers. */
+export function numberListArg(name: string, fallback: number[]): number[] {
+  const text = stringArg(name, fallback.join(','));
+  const values = text.split(',').map((part) => Number(part.trim()));
+  if (values.length === 0 || values.some((v) => !Number.isFinite(v) || v <= 0))
+    throw new Error(`--${name} must be positive numbers separated by commas`);
+  return values;
+}
+
+/** A non-negative number flag (numberArg of support.ts refuses 0). */
+export function amountArg(name: string, fallback: number): number {
+  const value = Number(stringArg(name, String(fallback)));
+  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a number ≥ 0`);
+  return value;
+}
+
+export function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+}
+
+export const round = (value: number, digits = 1): number => {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+};
+
+export function log(line: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}

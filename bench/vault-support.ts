@@ -1,0 +1,591 @@
+/**
+ * Shared by the vault benchmarks (S2, R2, R3): vault processes, the fake provider
+ * and other servers as child processes, the vault's API, a credential connected
+ * through the real connect flow, events and metrics.
+ *
+ * Every child is started with a pipe on stdin; the vault process
+ * (packages/vault/test-integration/support/vault-process.ts) and the fake
+ * provider (through a preloaded module) exit when that pipe closes, so a bench
+ * killed with SIGKILL leaves nothing behind. On a normal exit, SIGINT or SIGTERM
+ * every child is killed and every registered clean-up (temporary folders,
+ * PostgreSQL schemas and clusters) runs.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { type Agent, request } from 'undici';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+export const PROVIDER_CLI = join(ROOT, 'packages/testing/src/cli.ts');
+export const VAULT_PROCESS = join(ROOT, 'packages/vault/test-integration/support/vault-process.ts');
+/** Preloaded into children that do not watch their stdin themselves. */
+export const EXIT_WITH_PARENT = `data:text/javascript,${encodeURIComponent(
+  "process.stdin.on('end', () => process.kill(process.pid, 'SIGTERM')); process.stdin.resume();",
+)}`;
+
+/** The shared PostgreSQL server (never restarted by these benchmarks). */
+export const SHARED_DATABASE_URL =
+  process.env.TOKENWARDEN_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface Child {
+  name: string;
+  process: ChildProcess;
+  /** The JSON line it printed when ready. */
+  info: Record<string, unknown>;
+  /** Its last stderr lines. */
+  stderr: string[];
+  stderrLines: number;
+  /** Log lines (pino JSON) by message: how often each warning or error was logged. */
+  messages: Map<string, number>;
+}
+
+const live = new Set<ChildProcess>();
+const cleanups: Array<() => Promise<void> | void> = [];
+let hooked = false;
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const child of live) child.kill('SIGKILL');
+      void runCleanups().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    });
+  }
+}
+
+/** Registers a clean-up to run by runCleanups() (also on SIGINT/SIGTERM), last registered first. */
+export function onCleanup(fn: () => Promise<void> | void): void {
+  hookExit();
+  cleanups.push(fn);
+}
+
+export async function runCleanups(): Promise<void> {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop();
+    try {
+      await fn?.();
+    } catch (error) {
+      process.stderr.write(`clean-up failed: ${(error as Error).message}\n`);
+    }
+  }
+}
+
+/** Starts a Node.js child and waits for the one JSON line it prints when ready. */
+export async function spawnReady(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 60_000,
+): Promise<Child> {
+  hookExit();
+  const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  const record: Child = {
+    name,
+    process: child,
+    info: {},
+    stderr: [],
+    stderrLines: 0,
+    messages: new Map(),
+  };
+  if (child.stdout === null || child.stderr === null) throw new Error(`${name}: no stdio`);
+  createInterface({ input: child.stderr }).on('line', (line) => {
+    record.stderrLines++;
+    if (line.startsWith('{')) {
+      try {
+        const msg = String((JSON.parse(line) as { msg?: unknown }).msg);
+        record.messages.set(msg, (record.messages.get(msg) ?? 0) + 1);
+      } catch {}
+    }
+    record.stderr.push(line);
+    if (record.stderr.length > 50) record.stderr.shift();
+  });
+  const lines = createInterface({ input: child.stdout });
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${name} did not start within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        reject(new Error(`${name} printed ${JSON.stringify(line)} instead of its JSON line`));
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(
+        new Error(
+          `${name} exited (${signal ?? `code ${code}`}) before it was ready:\n${record.stderr.join('\n')}`,
+        ),
+      );
+    });
+  });
+  try {
+    record.info = await ready;
+  } catch (error) {
+    await stopChild(record);
+    throw error;
+  }
+  return record;
+}
+
+export async function stopChild(child: Child): Promise<void> {
+  const proc = child.process;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, 'exit');
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** The inherited environment without anything that would configure a vault. */
+export function baseEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (
+      key.startsWith('TOKENWARDEN_') ||
+      ['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL'].includes(key)
+    )
+      continue;
+    env[key] = value;
+  }
+  return env;
+}
+
+export const newAdminKey = () =>
+  `twk_${randomBytes(4).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+export const newMasterKeys = () => `bench:${randomBytes(32).toString('base64')}`;
+export const newSchema = (prefix: string) => `${prefix}_${randomBytes(6).toString('hex')}`;
+
+// ---------------------------------------------------------------- the fake provider
+
+export interface ProviderChild {
+  child: Child;
+  url: string;
+  authorizationEndpoint: string;
+  tokenEndpoint: string;
+  revocationEndpoint: string;
+  resourceUrl: string;
+  control(path: string, method?: 'GET' | 'POST' | 'DELETE', body?: unknown): Promise<unknown>;
+  counters(): Promise<ProviderCounters>;
+}
+
+export interface ProviderCounters {
+  tokenRequests: { authorization_code: number; refresh_token: number; other: number };
+  refreshes: number;
+  codeExchanges: number;
+  invalidGrants: number;
+  reusedRefreshTokens: number;
+  revokedGrants: number;
+  faultsInjected: number;
+  resourceRequests: number;
+  unauthorized: number;
+}
+
+export async function startProvider(
+  options: { personality: string; tokenLifetimeSeconds: number; graceSeconds?: number },
+  agent: Agent,
+): Promise<ProviderChild> {
+  const child = await spawnReady(
+    'fake provider',
+    [
+      '--import',
+      EXIT_WITH_PARENT,
+      PROVIDER_CLI,
+      '--personality',
+      options.personality,
+      '--token-lifetime',
+      String(options.tokenLifetimeSeconds),
+      ...(options.graceSeconds === undefined ? [] : ['--grace', String(options.graceSeconds)]),
+      '--port',
+      '0',
+      '--auto-approve',
+    ],
+    baseEnvironment(),
+  );
+  const url = String(child.info.url);
+  const control = async (
+    path: string,
+    method: 'GET' | 'POST' | 'DELETE' = 'GET',
+    body?: unknown,
+  ): Promise<unknown> => {
+    const response = await request(`${url}/_control/${path}`, {
+      method,
+      dispatcher: agent,
+      ...(method === 'POST'
+        ? {
+            body: JSON.stringify(body ?? {}),
+            headers: { 'content-type': 'application/json' },
+          }
+        : {}),
+    });
+    const text = await response.body.text();
+    if (response.statusCode >= 300)
+      throw new Error(`control ${method} ${path}: ${response.statusCode} ${text}`);
+    return text.length === 0 ? undefined : (JSON.parse(text) as unknown);
+  };
+  return {
+    child,
+    url,
+    authorizationEndpoint: String(child.info.authorizationEndpoint),
+    tokenEndpoint: String(child.info.tokenEndpoint),
+    revocationEndpoint: String(child.info.revocationEndpoint),
+    resourceUrl: String(child.info.resourceUrl),
+    control,
+    counters: async () => (await control('counters')) as ProviderCounters,
+  };
+}
+
+// ---------------------------------------------------------------- vault processes
+
+export interface VaultChild {
+  child: Child;
+  url: string;
+  instance: string;
+}
+
+export interface VaultSetup {
+  /** SQLite: the shared data folder; PostgreSQL: still needed for nothing but is set. */
+  dataDir: string;
+  adminKey: string;
+  /** PostgreSQL URL; SQLite when absent. */
+  databaseUrl?: string;
+  schema?: string;
+  masterKeys?: string;
+  /** More environment (TOKENWARDEN_TOKEN_TIMEOUT_MS, …). */
+  env?: NodeJS.ProcessEnv;
+  logLevel?: string;
+}
+
+export function vaultEnvironment(setup: VaultSetup, index: number): NodeJS.ProcessEnv {
+  return {
+    ...baseEnvironment(),
+    TOKENWARDEN_DATA_DIR: setup.dataDir,
+    TOKENWARDEN_ADMIN_KEY: setup.adminKey,
+    LOG_LEVEL: setup.logLevel ?? 'warn',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    TOKENWARDEN_INSTANCE_ID: `vault-${index + 1}`,
+    ...(setup.databaseUrl === undefined
+      ? {}
+      : {
+          DATABASE_URL: setup.databaseUrl,
+          TOKENWARDEN_DATABASE_SCHEMA: setup.schema ?? 'public',
+          TOKENWARDEN_MASTER_KEYS: setup.masterKeys ?? newMasterKeys(),
+        }),
+    ...setup.env,
+  };
+}
+
+/** Starts one vault (it creates the schema and admin key), then the others side by side. */
+export async function startVaults(
+  setup: VaultSetup,
+  count: number,
+  /** Another vault-process.ts (e.g. a copy of an older src, to compare). */
+  vaultProcess = VAULT_PROCESS,
+): Promise<VaultChild[]> {
+  const start = async (index: number): Promise<VaultChild> => {
+    const child = await spawnReady(
+      `vault ${index + 1}`,
+      [vaultProcess],
+      vaultEnvironment(setup, index),
+    );
+    return { child, url: String(child.info.url), instance: String(child.info.instance) };
+  };
+  const first = await start(0);
+  const rest = await Promise.allSettled(Array.from({ length: count - 1 }, (_, i) => start(i + 1)));
+  const vaults = [first];
+  for (const r of rest) if (r.status === 'fulfilled') vaults.push(r.value);
+  for (const r of rest) if (r.status === 'rejected') throw r.reason;
+  return vaults;
+}
+
+// ---------------------------------------------------------------- the vault's API
+
+export interface ApiAnswer {
+  status: number;
+  json: Record<string, unknown>;
+}
+
+export class VaultApi {
+  readonly base: string;
+  readonly #key: string;
+  readonly #agent: Agent;
+
+  constructor(base: string, key: string, agent: Agent) {
+    this.base = base;
+    this.#key = key;
+    this.#agent = agent;
+  }
+
+  async call(
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+    path: string,
+    body?: unknown,
+    timeoutMs = 60_000,
+  ): Promise<ApiAnswer> {
+    const response = await request(`${this.base}${path}`, {
+      method,
+      dispatcher: this.#agent,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      headers: {
+        authorization: `Bearer ${this.#key}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.body.text();
+    let json: Record<string, unknown> = {};
+    try {
+      json = text.length === 0 ? {} : (JSON.parse(text) as Record<string, unknown>);
+    } catch {
+      json = { text };
+    }
+    return { status: response.statusCode, json };
+  }
+
+  async must(
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+    path: string,
+    body?: unknown,
+  ): Promise<Record<string, unknown>> {
+    const { status, json } = await this.call(method, path, body);
+    if (status >= 300) throw new Error(`${method} ${path}: HTTP ${status} ${JSON.stringify(json)}`);
+    return json;
+  }
+
+  /** Every event after `after`, following the pages. */
+  async events(after?: string): Promise<{ events: VaultEvent[]; last: string | undefined }> {
+    const events: VaultEvent[] = [];
+    let cursor = after;
+    for (;;) {
+      const query = `?limit=500${cursor === undefined ? '' : `&after=${cursor}`}`;
+      const json = await this.must('GET', `/v1/events${query}`);
+      const page = json.events as VaultEvent[];
+      events.push(...page);
+      const last = page.at(-1);
+      if (last !== undefined) cursor = last.id;
+      if (json.next === null || page.length === 0) break;
+    }
+    return { events, last: cursor };
+  }
+
+  async credentials(): Promise<CredentialView[]> {
+    return (await this.must('GET', '/v1/credentials')).credentials as CredentialView[];
+  }
+
+  /** GET /metrics parsed into `name{labels}` → value. */
+  async metrics(): Promise<Map<string, number>> {
+    const response = await request(`${this.base}/metrics`, { dispatcher: this.#agent });
+    return parseMetrics(await response.body.text());
+  }
+}
+
+export interface VaultEvent {
+  id: string;
+  type: string;
+  credentialId: string | null;
+  at: string;
+  data?: Record<string, unknown>;
+}
+
+export interface CredentialView {
+  id: string;
+  status: string;
+  statusReason: string | null;
+  expiresAt: string | null;
+  lastRefreshAt: string | null;
+  refreshCount: number;
+  lastError: { code: string; message: string; at: string } | null;
+}
+
+export function parseMetrics(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const space = line.lastIndexOf(' ');
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+/** Sums the samples of one metric whose labels contain every `label="value"` given. */
+export function metricSum(
+  metrics: Map<string, number>,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  let sum = 0;
+  for (const [key, value] of metrics) {
+    if (key !== name && !key.startsWith(`${name}{`)) continue;
+    if (Object.entries(labels).every(([k, v]) => key.includes(`${k}="${v}"`))) sum += value;
+  }
+  return sum;
+}
+
+/** Label values of one metric with a non-zero sample: `code=…` → value. */
+export function metricByLabel(
+  metrics: Map<string, number>,
+  name: string,
+  label: string,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, value] of metrics) {
+    if (!key.startsWith(`${name}{`) || value === 0) continue;
+    const match = new RegExp(`${label}="([^"]*)"`).exec(key);
+    if (match?.[1] === undefined) continue;
+    out[match[1]] = (out[match[1]] ?? 0) + value;
+  }
+  return out;
+}
+
+/**
+ * An auth client for the fake provider, with the profile that matches its
+ * personality: `microsoft` (rotating with a grace period; `scope` on refresh),
+ * `strict` as `zoom` (single-use refresh tokens: the vault does not present one
+ * again after an attempt that got no answer), anything else the generic `oauth2`.
+ */
+export async function createAuthClient(
+  api: VaultApi,
+  provider: ProviderChild,
+  personality = 'generic',
+): Promise<string> {
+  const authClient = await api.must('POST', '/v1/auth-clients', {
+    name: `Fake provider (${personality})`,
+    ...(personality === 'microsoft'
+      ? { providerId: 'microsoft', scopes: ['offline_access', 'User.Read'] }
+      : personality === 'strict'
+        ? { providerId: 'zoom' }
+        : { providerId: 'oauth2' }),
+    clientId: 'demo-client',
+    clientSecret: 'demo-secret',
+    endpoints: {
+      authorizationUrl: provider.authorizationEndpoint,
+      tokenUrl: provider.tokenEndpoint,
+      revocationUrl: provider.revocationEndpoint,
+    },
+  });
+  return String(authClient.id);
+}
+
+/** One credential through the vault's real connect flow (the provider auto-approves). */
+export async function connectCredential(
+  api: VaultApi,
+  authClientId: string,
+  agent: Agent,
+): Promise<string> {
+  const session = await api.must('POST', '/v1/connect-sessions', { authClientId });
+  await browserFlow(String(session.url), agent);
+  const completed = await api.must('GET', `/v1/connect-sessions/${String(session.id)}`);
+  if (completed.status !== 'completed' || typeof completed.credentialId !== 'string')
+    throw new Error(`the connect session did not complete: ${JSON.stringify(completed)}`);
+  return completed.credentialId;
+}
+
+/**
+ * A browser's part of the connect flow: the vault's connect URL (sets the
+ * `tw_connect` cookie, redirects to the provider), the provider's auto-approve
+ * redirect, and the callback with the cookie.
+ */
+async function browserFlow(connectUrl: string, agent: Agent): Promise<void> {
+  const step = async (url: string, cookie?: string) => {
+    const response = await request(url, {
+      dispatcher: agent,
+      ...(cookie === undefined ? {} : { headers: { cookie } }),
+    });
+    const body = await response.body.text();
+    return { status: response.statusCode, headers: response.headers, body };
+  };
+  const start = await step(connectUrl);
+  const location = start.headers.location;
+  const setCookie = start.headers['set-cookie'];
+  const cookies = (Array.isArray(setCookie) ? setCookie : [setCookie ?? '']).map(
+    (line) => line.split(';')[0] ?? '',
+  );
+  const cookie = cookies.find((c) => c.startsWith('tw_connect='));
+  if (start.status !== 302 || typeof location !== 'string' || cookie === undefined)
+    throw new Error(`GET ${connectUrl}: HTTP ${start.status} without a redirect and a cookie`);
+  const approved = await step(location);
+  const back = approved.headers.location;
+  if (approved.status !== 302 || typeof back !== 'string')
+    throw new Error(`the provider did not redirect back (HTTP ${approved.status})`);
+  const callback = await step(back, cookie);
+  if (callback.status !== 200)
+    throw new Error(
+      `the callback failed (HTTP ${callback.status}): ${callback.body.slice(0, 300)}`,
+    );
+}
+
+/** A bearer call to the provider's resource: the status, or the network error's code. */
+export async function callResource(
+  resourceUrl: string,
+  token: string,
+  agent: Agent,
+): Promise<number | string> {
+  try {
+    const response = await request(resourceUrl, {
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    await response.body.dump();
+    return response.statusCode;
+  } catch (error) {
+    return (error as { code?: string }).code ?? 'error';
+  }
+}
+
+/** A fresh schema on the shared PostgreSQL server, dropped at clean-up. */
+export async function dropSchemaLater(databaseUrl: string, schema: string): Promise<void> {
+  onCleanup(async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    } finally {
+      await client.end();
+    }
+  });
+}
+
+export async function assertPostgresReachable(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export function percentile(values: number[], q: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+}
+
+export const round = (value: number, digits = 1) => {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+};
+
+export function stringArg(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  if (index === -1) return fallback;
+  const value = process.argv[index + 1];
+  if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return value;
+}
