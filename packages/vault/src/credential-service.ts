@@ -161,6 +161,9 @@ export class CredentialService {
     assertUsable(current.record);
     const trigger = refreshTrigger(current.tokenSet, request, this.#now());
     if (trigger === undefined) return current.tokenSet;
+    // Without a refresh token, a token that still works is better than none.
+    if (trigger === 'expiring' && current.tokenSet.refreshToken === undefined)
+      return current.tokenSet;
     const expected = current.tokenSet.accessToken;
     try {
       return await this.#refreshShared(tenantId, id, expected, trigger);
@@ -902,6 +905,9 @@ export function refreshSchedule(
   tokenSet: TokenSet,
   client: AuthClient,
 ): { at: number; why: 'expiry' | 'keep-alive' } | null {
+  // Nothing to refresh with: the token is served until it expires, and only then does
+  // the credential need the user (DESIGN: no refresh token *and* the access token expired).
+  if (tokenSet.refreshToken === undefined) return null;
   const expiresAt = tokenSet.expiresAtMs;
   const lifetime = tokenSet.lifetimeSeconds;
   const keepAlive = client.profile.keepAliveIntervalSeconds;

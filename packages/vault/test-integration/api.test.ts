@@ -1282,3 +1282,29 @@ describe('operations and the OpenAPI document', () => {
     }
   });
 });
+
+describe('a credential without a refresh token', () => {
+  let t: TestVault;
+  before(async () => {
+    t = await startTestVault();
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('regression: it is served until its token expires, never scheduled, never reauth_required early', async () => {
+    const { answer, accessToken: access } = await importCredential(t, {
+      refresh_token: undefined,
+      expires_in: 600,
+    });
+    assert.equal(answer.status, 201);
+    assert.equal(answer.json.nextRefreshAt, null, 'nothing to refresh with: no schedule');
+    const served = await t.api('POST', `/v1/credentials/${answer.json.id}/access-token`, {
+      body: { minValiditySeconds: 3600 },
+    });
+    assert.equal(served.status, 200);
+    assert.equal(served.json.access_token, access);
+    const after = await t.api('GET', `/v1/credentials/${answer.json.id}`);
+    assert.equal(after.json.status, 'active');
+  });
+});
