@@ -10,12 +10,9 @@
  * killed with SIGKILL leaves nothing running. On exit, SIGINT or SIGTERM every
  * child still running is killed and the clean-ups (schemas) run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { loadProviderCatalog, type TokenSet } from '@tokenwarden/oauth';
 import type { MintedGrant } from '@tokenwarden/testing';
@@ -24,6 +21,15 @@ import { Keyring, parseKeyList } from '../packages/vault/src/crypto/keyring.ts';
 import { openDatabase } from '../packages/vault/src/db/database.ts';
 import type { CredentialsTable } from '../packages/vault/src/db/schema.ts';
 import { VaultStore } from '../packages/vault/src/store/store.ts';
+import {
+  baseEnvironment,
+  type Child,
+  killChild,
+  onCleanup,
+  runCleanups,
+  spawnReady,
+  stopChild,
+} from './vault-support.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const PROVIDER_CLI = join(ROOT, 'packages/testing/src/cli.ts');
@@ -37,148 +43,8 @@ const EXIT_WITH_PARENT = `data:text/javascript,${encodeURIComponent(
 export const DATABASE_URL =
   process.env.TOKENWARDEN_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export interface Child {
-  name: string;
-  process: ChildProcess;
-  pid: number;
-  /** The JSON line it printed when ready. */
-  info: Record<string, unknown>;
-  /** Its last stderr lines, and how many it wrote. */
-  stderr: string[];
-  stderrLines: number;
-  /** Called with every stderr line (stats answers included). */
-  listeners: Set<(line: string) => void>;
-}
-
-const live = new Set<ChildProcess>();
-const cleanups: Array<() => Promise<void> | void> = [];
-let hooked = false;
-
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.once('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
-  });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      for (const child of live) child.kill('SIGKILL');
-      void runCleanups().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-    });
-  }
-}
-
-/** Runs at runCleanups() (and on SIGINT/SIGTERM), last registered first. */
-export function onCleanup(fn: () => Promise<void> | void): void {
-  hookExit();
-  cleanups.push(fn);
-}
-
-export async function runCleanups(): Promise<void> {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop();
-    try {
-      await fn?.();
-    } catch (error) {
-      process.stderr.write(`clean-up failed: ${(error as Error).message}\n`);
-    }
-  }
-}
-
-/** Starts a Node.js child and waits for the one JSON line it prints when ready. */
-export async function spawnReady(
-  name: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs = 90_000,
-): Promise<Child> {
-  hookExit();
-  const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  if (child.stdout === null || child.stderr === null || child.pid === undefined)
-    throw new Error(`${name}: could not start`);
-  const record: Child = {
-    name,
-    process: child,
-    pid: child.pid,
-    info: {},
-    stderr: [],
-    stderrLines: 0,
-    listeners: new Set(),
-  };
-  createInterface({ input: child.stderr }).on('line', (line) => {
-    for (const listener of record.listeners) listener(line);
-    if (line.startsWith('S1-STATS ')) return;
-    record.stderrLines++;
-    record.stderr.push(line);
-    if (record.stderr.length > 50) record.stderr.shift();
-  });
-  const lines = createInterface({ input: child.stdout });
-  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${name} did not start within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    lines.once('line', (line) => {
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        reject(new Error(`${name} printed ${JSON.stringify(line)} instead of its JSON line`));
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(
-        new Error(
-          `${name} exited (${signal ?? `code ${code}`}) before it was ready:\n${record.stderr.join('\n')}`,
-        ),
-      );
-    });
-  });
-  try {
-    record.info = await ready;
-  } catch (error) {
-    child.kill('SIGKILL');
-    throw error;
-  }
-  return record;
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when it exited. */
-export async function stopChild(child: Child, graceMs = 10_000): Promise<void> {
-  const proc = child.process;
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = once(proc, 'exit');
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** kill -9; resolves when it is gone. */
-export async function killChild(child: Child): Promise<void> {
-  const proc = child.process;
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = once(proc, 'exit');
-  proc.kill('SIGKILL');
-  await exited;
-}
-
-/** The inherited environment without anything that would configure a vault. */
-export function baseEnvironment(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (
-      key.startsWith('TOKENWARDEN_') ||
-      ['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL'].includes(key)
-    )
-      continue;
-    env[key] = value;
-  }
-  return env;
-}
+// Child processes (spawning, clean-up on exit, stopping) are bench/vault-support.ts's.
+export { baseEnvironment, type Child, killChild, onCleanup, runCleanups, spawnReady, stopChild };
 
 // ---------------------------------------------------------------- fake provider
 

@@ -36,11 +36,14 @@ export interface Child {
   process: ChildProcess;
   /** The JSON line it printed when ready. */
   info: Record<string, unknown>;
+  pid: number;
   /** Its last stderr lines. */
   stderr: string[];
   stderrLines: number;
   /** Log lines (pino JSON) by message: how often each warning or error was logged. */
   messages: Map<string, number>;
+  /** Called with every stderr line (S1's stats answers included). */
+  listeners: Set<(line: string) => void>;
 }
 
 const live = new Set<ChildProcess>();
@@ -83,23 +86,28 @@ export async function spawnReady(
   name: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-  timeoutMs = 60_000,
+  timeoutMs = 90_000,
 ): Promise<Child> {
   hookExit();
   const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
   live.add(child);
   child.once('exit', () => live.delete(child));
+  if (child.stdout === null || child.stderr === null || child.pid === undefined)
+    throw new Error(`${name}: could not start`);
   const record: Child = {
     name,
     process: child,
+    pid: child.pid,
     info: {},
     stderr: [],
     stderrLines: 0,
     messages: new Map(),
+    listeners: new Set(),
   };
-  if (child.stdout === null || child.stderr === null) throw new Error(`${name}: no stdio`);
   createInterface({ input: child.stderr }).on('line', (line) => {
     record.stderrLines++;
+    for (const listener of record.listeners) listener(line);
+    if (line.startsWith('S1-STATS ')) return;
     if (line.startsWith('{')) {
       try {
         const msg = String((JSON.parse(line) as { msg?: unknown }).msg);
@@ -141,14 +149,24 @@ export async function spawnReady(
   return record;
 }
 
-export async function stopChild(child: Child): Promise<void> {
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when it exited. */
+export async function stopChild(child: Child, graceMs = 10_000): Promise<void> {
   const proc = child.process;
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = once(proc, 'exit');
   proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/** kill -9; resolves when it is gone. */
+export async function killChild(child: Child): Promise<void> {
+  const proc = child.process;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, 'exit');
+  proc.kill('SIGKILL');
+  await exited;
 }
 
 /** The inherited environment without anything that would configure a vault. */
