@@ -194,6 +194,8 @@ async function runPersonality(personality: 'microsoft' | 'strict') {
       TOKENWARDEN_REFRESH_BACKOFF_MS: '500',
       TOKENWARDEN_REFRESH_BACKOFF_MAX_MS: '5000',
       TOKENWARDEN_BACKGROUND_REFRESH: background ? '1' : '0',
+      // The fake provider listens on 127.0.0.1.
+      TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       PORT: '0',

@@ -198,6 +198,8 @@ async function runSize(count: number, spreadSeconds: number) {
       TOKENWARDEN_ADMIN_KEY: adminKey,
       TOKENWARDEN_INSTANCE_ID: `s1-replica-${index + 1}`,
       TOKENWARDEN_PROVIDER_LIMITS: limits,
+      // The fake providers listen on 127.0.0.1.
+      TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       PORT: '0',

@@ -9,7 +9,7 @@
  * every target. Each target is warmed up, then the rounds alternate (the order
  * rotates each round, so drift in the machine's load hits all targets alike).
  *   node bench/s2-token-api.ts [--connections 10] [--seconds 5] [--rounds 4] [--warmup 3]
- *                              [--log-level warn]
+ *                              [--log-level warn] [--pin] [--baseline <vault-process.ts>]
  *
  * Goal: vault requests/s ≥ 0.6 × hello-world requests/s, for each database.
  */
@@ -38,6 +38,7 @@ import {
   startVaults,
   stopChild,
   stringArg,
+  VAULT_PROCESS,
   VaultApi,
 } from './vault-support.ts';
 
@@ -46,10 +47,27 @@ const seconds = numberArg('seconds', 5);
 const rounds = numberArg('rounds', 4);
 const warmup = numberArg('warmup', 3);
 const logLevel = stringArg('log-level', 'warn');
+/**
+ * `--pin`: the load generator (this process) on CPU 0, every server under test on
+ * CPU 1 (`taskset`, all threads), so that neither competes with the other for a
+ * core and each server's figure is its own single-core throughput.
+ */
+const pin = process.argv.includes('--pin');
+const pinned: number[] = [];
+const pinTo = (cpu: number, pid: number) => {
+  execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+};
 const HELLO = fileURLToPath(new URL('./fastify-hello.ts', import.meta.url));
 
+/**
+ * `--baseline <path>`: also measure another vault-process.ts (a checkout of an
+ * earlier commit) on both databases, as `baseline-sqlite` and `baseline-postgres`:
+ * before and after, side by side in one run.
+ */
+const baseline = stringArg('baseline', '');
+
 interface Target {
-  name: 'hello-world' | 'vault-sqlite' | 'vault-postgres';
+  name: string;
   url: string;
   headers: Record<string, string>;
 }
@@ -85,6 +103,7 @@ try {
   const targets: Target[] = [];
   const hello = await spawnReady('fastify hello-world', [HELLO], baseEnvironment());
   onCleanup(() => stopChild(hello));
+  pinned.push(hello.pid);
   const authHeader = `Bearer ${newAdminKey()}`;
   targets.push({
     name: 'hello-world',
@@ -92,7 +111,17 @@ try {
     headers: { authorization: authHeader, 'content-type': 'application/json' },
   });
 
-  for (const backend of ['sqlite', 'postgres'] as const) {
+  const vaultTargets = [
+    { name: 'vault-sqlite', backend: 'sqlite', process: VAULT_PROCESS },
+    { name: 'vault-postgres', backend: 'postgres', process: VAULT_PROCESS },
+    ...(baseline === ''
+      ? []
+      : [
+          { name: 'baseline-sqlite', backend: 'sqlite', process: baseline },
+          { name: 'baseline-postgres', backend: 'postgres', process: baseline },
+        ]),
+  ] as const;
+  for (const { name, backend, process: vaultProcess } of vaultTargets) {
     const dataDir = await mkdtemp(join(tmpdir(), 'tokenwarden-s2-'));
     onCleanup(() => rm(dataDir, { recursive: true, force: true }));
     const adminKey = newAdminKey();
@@ -106,9 +135,11 @@ try {
         ...(backend === 'postgres' ? { databaseUrl: SHARED_DATABASE_URL, schema } : {}),
       },
       1,
+      vaultProcess,
     );
     if (vault === undefined) throw new Error('no vault');
     onCleanup(() => stopChild(vault.child));
+    pinned.push(vault.child.pid);
     const api = new VaultApi(vault.url, adminKey, agent);
     const authClientId = await createAuthClient(api, provider);
     const credentialId = await connectCredential(api, authClientId, agent);
@@ -116,12 +147,16 @@ try {
     const first = await api.must('POST', path, {});
     if (typeof first.access_token !== 'string') throw new Error('no access token');
     targets.push({
-      name: `vault-${backend}`,
+      name,
       url: `${vault.url}${path}`,
       headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
     });
   }
   await provider.control('reset-counters', 'POST');
+  if (pin) {
+    pinTo(0, process.pid);
+    for (const pid of pinned) pinTo(1, pid);
+  }
 
   const run = (target: Target, duration: number): Promise<Result> =>
     autocannon({
@@ -205,12 +240,22 @@ try {
       const base = results.find((x) => x.round === r + 1 && x.target === 'hello-world');
       return round((vault?.requestsPerSecond ?? 0) / (base?.requestsPerSecond ?? 1), 3);
     });
-  const helloRate = summary['hello-world'].requestsPerSecond;
+  const rateOf = (name: string) => summary[name]?.requestsPerSecond ?? 0;
+  const ratioOf = (name: string) => round(rateOf(name) / rateOf('hello-world'), 3);
   const ratios = {
-    sqlite: round(summary['vault-sqlite'].requestsPerSecond / helloRate, 3),
-    postgres: round(summary['vault-postgres'].requestsPerSecond / helloRate, 3),
+    sqlite: ratioOf('vault-sqlite'),
+    postgres: ratioOf('vault-postgres'),
     sqliteByRound: ratiosByRound('vault-sqlite'),
     postgresByRound: ratiosByRound('vault-postgres'),
+    ...(baseline === ''
+      ? {}
+      : {
+          baselineSqlite: ratioOf('baseline-sqlite'),
+          baselinePostgres: ratioOf('baseline-postgres'),
+          /** This checkout's requests/s over the baseline's, per database. */
+          speedupSqlite: round(rateOf('vault-sqlite') / rateOf('baseline-sqlite'), 2),
+          speedupPostgres: round(rateOf('vault-postgres') / rateOf('baseline-postgres'), 2),
+        }),
   };
   const counters = await provider.counters();
   const loadAfter = loadavg().map((n) => round(n, 2));
@@ -229,6 +274,9 @@ try {
     rounds,
     warmupSeconds: warmup,
     vaultLogLevel: logLevel,
+    pinned: pin
+      ? 'load generator on CPU 0, servers on CPU 1'
+      : 'no (the scheduler places every process)',
     cpus: cpu,
     loadAverageBefore: loadBefore,
     loadAverageAfter: loadAfter,

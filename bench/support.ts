@@ -4,7 +4,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
@@ -112,6 +113,8 @@ export async function report(name: string, result: Record<string, unknown>): Pro
     node: process.version,
     ...result,
   };
+  // A fresh clone has no results folder: it is not committed.
+  await mkdir(dirname(file), { recursive: true });
   await writeFile(file, `${JSON.stringify(full, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(full, null, 2)}\n`);
 }

@@ -297,6 +297,8 @@ export function vaultEnvironment(setup: VaultSetup, index: number): NodeJS.Proce
     HOST: '127.0.0.1',
     PORT: '0',
     TOKENWARDEN_INSTANCE_ID: `vault-${index + 1}`,
+    // The fake providers listen on 127.0.0.1.
+    TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
     ...(setup.databaseUrl === undefined
       ? {}
       : {

@@ -109,6 +109,39 @@ describe('against the real vault started by "tokenwarden serve"', () => {
     const gone = await runCli(['token', credentialId], { env });
     assert.equal(gone.code, EXIT.notFound, gone.stderr);
   });
+
+  // Last: it adds an auth client, which the tests above count.
+  it('--demo allows auth clients on loopback endpoints, and says so', async () => {
+    await serve.waitFor(
+      'stderr',
+      /Note: +auth clients may use endpoints on loopback hosts \(TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS, on for --demo\)/,
+    );
+    const added = await runCli(
+      [
+        'auth-clients',
+        'add',
+        '--name',
+        'Local IdP',
+        '--provider',
+        'oauth2',
+        '--client-id',
+        'local',
+        '--client-secret-env',
+        'LOCAL_SECRET',
+        '--authorization-url',
+        'http://127.0.0.1:9/authorize',
+        '--token-url',
+        'http://127.0.0.1:9/token',
+        '--json',
+      ],
+      { env: { ...env, LOCAL_SECRET: `cs-${Date.now()}-local-secret` } },
+    );
+    assert.equal(added.code, EXIT.ok, added.stderr);
+    assert.equal(
+      (JSON.parse(added.stdout) as { endpoints: { tokenUrl: string } }).endpoints.tokenUrl,
+      'http://127.0.0.1:9/token',
+    );
+  });
 });
 
 describe('tokenwarden serve configuration', () => {

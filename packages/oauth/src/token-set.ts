@@ -39,6 +39,7 @@ export interface StoredTokenSet {
  */
 export class TokenSet {
   readonly #stored: StoredTokenSet;
+  #extra: Readonly<Record<string, unknown>> | undefined;
 
   private constructor(stored: StoredTokenSet) {
     this.#stored = stored;
@@ -150,14 +151,20 @@ export class TokenSet {
     return expiresAt === null ? undefined : (expiresAt - now) / 1000;
   }
 
-  /** Non-secret members of the response (`instance_url`, `scope`, …), for callers and APIs. */
-  get extra(): Record<string, unknown> {
+  /**
+   * Non-secret members of the response (`instance_url`, `scope`, …), for callers
+   * and APIs. Computed once (a token set never changes) and frozen: the vault's
+   * token endpoint answers with it on every call.
+   */
+  get extra(): Readonly<Record<string, unknown>> {
+    if (this.#extra !== undefined) return this.#extra;
     const extra: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(this.#stored.tokens)) {
       if (!isSecretKey(key) && key !== 'token_type' && key !== 'expires_in')
         extra[key] = redact(value);
     }
-    return extra;
+    this.#extra = Object.freeze(extra);
+    return this.#extra;
   }
 
   /** A member of the response by name (`instance_url`), secrets included. */

@@ -43,6 +43,10 @@ export interface VaultConfig {
   readonly leaseSeconds: number;
   /** Timeout of one request to a token endpoint. */
   readonly tokenRequestTimeoutMs: number;
+  /** Decrypted credentials the token endpoint keeps in memory (0: no token cache). */
+  readonly tokenCacheSize: number;
+  /** A cached credential is read from the database again after this long at most. */
+  readonly tokenCacheMaxAgeMs: number;
   /** Refresh credentials before they expire, with no caller asking. */
   readonly backgroundRefresh: boolean;
   /** How often the background refresher looks for due credentials when it has no backlog. */
@@ -66,6 +70,11 @@ export interface VaultConfig {
   readonly webhookConcurrency: number;
   /** Allow `http://` webhook URLs to hosts other than loopback. */
   readonly webhookAllowInsecureHttp: boolean;
+  /**
+   * Accept auth clients whose endpoints are on a loopback host (the vault's own
+   * machine), through the API. Default: on with the demo provider, else off.
+   */
+  readonly allowLoopbackEndpoints: boolean;
   /** Delivered and given-up deliveries are deleted after this many days. */
   readonly webhookRetentionDays: number;
 }
@@ -141,6 +150,8 @@ const schema = z.object({
     .optional(),
   TOKENWARDEN_LEASE_SECONDS: z.coerce.number().positive().max(600).default(30),
   TOKENWARDEN_TOKEN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  TOKENWARDEN_TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
+  TOKENWARDEN_TOKEN_CACHE_MAX_AGE_MS: z.coerce.number().int().min(1).max(3_600_000).default(60_000),
   TOKENWARDEN_BACKGROUND_REFRESH: booleanText.default(true),
   TOKENWARDEN_REFRESH_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(1_000),
   TOKENWARDEN_REFRESH_CLAIM_SIZE: z.coerce.number().int().min(1).max(10_000).default(100),
@@ -170,6 +181,7 @@ const schema = z.object({
   ),
   TOKENWARDEN_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(10),
   TOKENWARDEN_WEBHOOK_ALLOW_INSECURE_HTTP: booleanText.default(false),
+  TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: booleanText.optional(),
   TOKENWARDEN_WEBHOOK_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(30),
 });
 
@@ -225,6 +237,8 @@ export function loadConfig(
       env.TOKENWARDEN_INSTANCE_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     leaseSeconds: env.TOKENWARDEN_LEASE_SECONDS,
     tokenRequestTimeoutMs: env.TOKENWARDEN_TOKEN_TIMEOUT_MS,
+    tokenCacheSize: env.TOKENWARDEN_TOKEN_CACHE_SIZE,
+    tokenCacheMaxAgeMs: env.TOKENWARDEN_TOKEN_CACHE_MAX_AGE_MS,
     backgroundRefresh: env.TOKENWARDEN_BACKGROUND_REFRESH,
     refreshIntervalMs: env.TOKENWARDEN_REFRESH_INTERVAL_MS,
     refreshClaimSize: env.TOKENWARDEN_REFRESH_CLAIM_SIZE,
@@ -240,6 +254,12 @@ export function loadConfig(
     webhookRetryScheduleMs: Object.freeze([...env.TOKENWARDEN_WEBHOOK_RETRY_SCHEDULE]),
     webhookConcurrency: env.TOKENWARDEN_WEBHOOK_CONCURRENCY,
     webhookAllowInsecureHttp: env.TOKENWARDEN_WEBHOOK_ALLOW_INSECURE_HTTP,
+    // The demo provider listens on 127.0.0.1: demo mode needs it unless told otherwise.
+    allowLoopbackEndpoints:
+      env.TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS ??
+      env.TOKENWARDEN_DEMO_PROVIDER ??
+      defaults.demoProvider ??
+      false,
     webhookRetentionDays: env.TOKENWARDEN_WEBHOOK_RETENTION_DAYS,
   });
 }

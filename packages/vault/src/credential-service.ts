@@ -2,17 +2,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AuthClient,
   processRefreshResponse,
+  processRevocationResponse,
   type RetryPolicy,
   refreshGrantRequest,
   retryPolicyFor,
+  revocationRequest,
   TokenEndpointError,
   type TokenResponse,
   type TokenSet,
   TokenwardenError,
   withRetry,
 } from '@tokenwarden/oauth';
+import type { Transaction } from 'kysely';
 import type { Logger } from 'pino';
-import { isDatabaseDown } from './errors.ts';
+import type { Database } from './db/schema.ts';
+import { isDatabaseDown, VaultError } from './errors.ts';
 import { refreshOutcome, type VaultMetrics } from './http/metrics.ts';
 import { type BackoffPolicy, DEFAULT_BACKOFF, failureBackoffMs } from './refresher/backoff.ts';
 import {
@@ -98,6 +102,22 @@ class LeaseLost extends TokenwardenError {
   }
 }
 
+/** A refresh whose credential was deleted before its answer could be stored. */
+class DeletedDuringRefresh extends TokenwardenError {
+  constructor(id: string) {
+    super('credential_not_found', `credential ${id} was deleted during a refresh`, {
+      credentialId: id,
+    });
+  }
+}
+
+/** What `DELETE /v1/credentials/:id` did at the provider, as its `revoked` event tells it. */
+export interface ProviderRevocation {
+  revoked: boolean;
+  /** Why the revocation failed; never a token. */
+  error?: string;
+}
+
 /** The internal check (no provider call): the auth client was already marked misconfigured. */
 class AuthClientPaused extends TokenwardenError {}
 
@@ -151,13 +171,30 @@ export class CredentialService {
     this.#random = options.random ?? Math.random;
   }
 
+  /**
+   * `POST /v1/credentials/:id/access-token`, first try: the valid-token path without a wait: the token set from the token cache when
+   * the credential is active and its token needs no refresh for `request`;
+   * otherwise undefined, and the caller goes through `accessToken`.
+   */
+  cachedAccessToken(
+    tenantId: string,
+    id: string,
+    request: AccessTokenRequest = {},
+  ): TokenSet | undefined {
+    const current = this.#store.credentials.peekServing(tenantId, id);
+    if (current === undefined || current.record.status !== 'active') return undefined;
+    if (refreshTrigger(current.tokenSet, request, this.#now()) !== undefined) return undefined;
+    return current.tokenSet;
+  }
+
   /** `POST /v1/credentials/:id/access-token`. */
   async accessToken(
     tenantId: string,
     id: string,
     request: AccessTokenRequest = {},
   ): Promise<TokenSet> {
-    const current = await this.#load(tenantId, id);
+    // The plain path's read may come from the token cache; a refresh reads again under the lease.
+    const current = await this.#load(tenantId, id, true);
     assertUsable(current.record);
     const trigger = refreshTrigger(current.tokenSet, request, this.#now());
     if (trigger === undefined) return current.tokenSet;
@@ -274,6 +311,8 @@ export class CredentialService {
           release = false;
           return { ...skipped(`refreshed elsewhere: ${error.message}`), error };
         }
+        if (error instanceof DeletedDuringRefresh)
+          return { ...skipped('deleted during the refresh; its answer was discarded'), error };
         const code = error instanceof TokenwardenError ? error.code : 'internal_error';
         const reason = decided || (error instanceof Error ? error.message : String(error));
         const decision: RefreshDecision =
@@ -308,6 +347,122 @@ export class CredentialService {
     if (current.record.status === 'revoked') assertUsable(current.record);
     await this.#refreshShared(tenantId, id, current.tokenSet.accessToken, 'forced', true);
     return (await this.#load(tenantId, id)).record;
+  }
+
+  /**
+   * `DELETE /v1/credentials/:id`: revokes the grant at the provider (RFC 7009) where
+   * the profile has a revocation endpoint, then deletes the credential with its
+   * `revoked` event, all under the credential's refresh lease. So no refresh (token
+   * endpoint, background refresher, another replica) runs meanwhile: none can rotate
+   * the token at the provider after it was revoked, nor commit into the deleted row.
+   *
+   * A refresh under way is waited for, as long as a caller of the token endpoint
+   * waits for one (lease + token request timeout), and the token set it stored is
+   * the one revoked. A lease left by a dead process has expired and is taken over.
+   * A lease still held after the wait (a live process kept renewing it) is a
+   * `conflict`: nothing was revoked or deleted, try again. Deleting regardless would
+   * let that refresh rotate the grant after the revocation.
+   * A failed revocation does not stop the delete; the event reports it.
+   */
+  async deleteCredential(tenantId: string, id: string): Promise<ProviderRevocation> {
+    const { leaseMs, tokenRequestTimeoutMs } = this.#options;
+    const credentials = this.#store.credentials;
+    const notFound = () =>
+      new TokenwardenError('credential_not_found', `credential ${id} does not exist`, {
+        credentialId: id,
+      });
+    // Its own owner, neither the token endpoint's (the bare instance id) nor a claim's,
+    // so that no release by another path of this process can free the delete's lease.
+    const owner = `${this.#options.instanceId}~${newId('delete')}`;
+    const deadline = this.#now() + leaseMs + tokenRequestTimeoutMs;
+    for (let pause = 10; ; pause = Math.min(pause * 2, 200)) {
+      // Checked first, so another tenant's id never touches that credential's lease.
+      if ((await credentials.get(tenantId, id)) === undefined) throw notFound();
+      const lease = await credentials.tryAcquireLease(id, owner, this.#now(), leaseMs);
+      if (lease.acquired) break;
+      if (this.#now() > deadline) {
+        throw new VaultError(
+          'conflict',
+          `credential ${id} was not deleted: a refresh ${lease.owner === null ? 'by another vault process' : `by vault process ${lease.owner}`} has held its refresh lease for more than ${Math.ceil((leaseMs + tokenRequestTimeoutMs) / 1000)} s; try again`,
+        );
+      }
+      await sleep(pause + Math.floor(Math.random() * pause));
+    }
+    try {
+      // Read again under the lease: a refresh that just ended may have rotated the token.
+      const current = await credentials.getWithTokens(tenantId, id);
+      if (current === undefined) throw notFound();
+      const revocation = await this.#revokeAtProvider(current);
+      await this.#store.db.transaction().execute(async (trx) => {
+        if (!(await credentials.delete(tenantId, id, trx))) throw notFound();
+        await this.#store.events.append(
+          {
+            type: 'revoked',
+            tenantId,
+            credentialId: id,
+            authClientId: current.record.authClientId,
+            data: { providerRevocation: revocation },
+          },
+          this.#now(),
+          trx,
+        );
+      });
+      return revocation;
+    } finally {
+      // A no-op once the row is gone; frees the credential when the delete failed.
+      await credentials.releaseLease(id, owner).catch(() => undefined);
+    }
+  }
+
+  /** Revokes a credential's refresh token (or else its access token) where the provider can. */
+  async #revokeAtProvider(current: CredentialWithTokens): Promise<ProviderRevocation> {
+    const { id, tenantId, authClientId } = current.record;
+    const resolved = await this.#store.authClients.resolve(tenantId, authClientId);
+    if (resolved?.client.revocationUrl === undefined) return { revoked: false };
+    const { refreshToken, accessToken } = current.tokenSet;
+    try {
+      await this.#revoke(
+        resolved.client,
+        refreshToken ?? accessToken,
+        refreshToken === undefined ? 'access_token' : 'refresh_token',
+      );
+      return { revoked: true };
+    } catch (error) {
+      this.#options.logger.warn(
+        { credentialId: id, code: error instanceof TokenwardenError ? error.code : undefined },
+        'revocation at the provider failed; deleting anyway',
+      );
+      return { revoked: false, error: this.#failureMessage(error, 'revocation', id) };
+    }
+  }
+
+  async #revoke(
+    client: AuthClient,
+    token: string,
+    hint: 'refresh_token' | 'access_token',
+  ): Promise<void> {
+    const response = await revocationRequest(client, token, hint, {
+      timeoutMs: this.#options.tokenRequestTimeoutMs,
+      ...(this.#options.fetch === undefined ? {} : { fetch: this.#options.fetch }),
+    });
+    await processRevocationResponse(response);
+  }
+
+  /**
+   * The message stored for a failure (a credential's last error and decision, events,
+   * webhooks): a TokenwardenError's own, written for users and free of secrets; for
+   * anything else a fixed text with an id, and the whole error only in the log, with
+   * that id: an unexpected error's message can carry internal detail (SQL, paths,
+   * addresses, a library's view of a request).
+   */
+  #failureMessage(error: unknown, during: string, credentialId: string): string {
+    if (error instanceof TokenwardenError) return error.message;
+    const errorId = newId('err');
+    this.#options.logger.error(
+      { credentialId, errorId, err: error },
+      `unexpected error during ${during}`,
+    );
+    return `internal error during ${during}; see the vault's log (error id ${errorId})`;
   }
 
   /**
@@ -419,8 +574,10 @@ export class CredentialService {
     return resolved;
   }
 
-  async #load(tenantId: string, id: string): Promise<CredentialWithTokens> {
-    const current = await this.#store.credentials.getWithTokens(tenantId, id);
+  async #load(tenantId: string, id: string, serving = false): Promise<CredentialWithTokens> {
+    const current = serving
+      ? await this.#store.credentials.getServing(tenantId, id)
+      : await this.#store.credentials.getWithTokens(tenantId, id);
     if (current === undefined) {
       throw new TokenwardenError('credential_not_found', `credential ${id} does not exist`, {
         credentialId: id,
@@ -597,9 +754,14 @@ export class CredentialService {
       );
       const scheduled = nextRefreshAt(next, client);
       const decision = `refreshed (${reason}); ${describeSchedule(scheduled)}`;
-      await this.#commitDurably(id, leaseAt, () =>
-        this.#commitRefresh(tenantId, current, next, scheduled, trigger, reason, decision),
-      );
+      try {
+        await this.#commitDurably(id, leaseAt, () =>
+          this.#commitRefresh(tenantId, current, next, scheduled, trigger, reason, decision),
+        );
+      } catch (error) {
+        if (error instanceof DeletedDuringRefresh) await this.#discard(id, client, next, current);
+        throw error;
+      }
       measure(undefined);
       logger.info(
         {
@@ -621,6 +783,8 @@ export class CredentialService {
       if (!(error instanceof AuthClientPaused)) {
         measure(error instanceof TokenwardenError ? error.code : 'internal_error');
       }
+      // Nothing to record on a deleted credential: no error, no event, no webhook.
+      if (error instanceof DeletedDuringRefresh) throw error;
       try {
         const decision = await this.#recordFailure(
           current,
@@ -659,6 +823,37 @@ export class CredentialService {
         );
         await sleep(pause);
       }
+    }
+  }
+
+  /**
+   * The credential was deleted while its refresh was at the provider: the answer is
+   * dropped, not stored. A refresh token the provider rotated meanwhile was not the
+   * one the delete revoked, so it is revoked too (best effort) rather than left alive
+   * at the provider with nobody holding it.
+   */
+  async #discard(
+    id: string,
+    client: AuthClient,
+    next: TokenSet,
+    read: CredentialWithTokens,
+  ): Promise<void> {
+    const rotated =
+      next.refreshToken !== undefined && next.refreshToken !== read.tokenSet.refreshToken;
+    this.#options.logger.warn(
+      { credentialId: id, provider: client.profile.id, revokingRotated: rotated },
+      "the credential was deleted during its refresh; the provider's answer was discarded",
+    );
+    if (!rotated || client.revocationUrl === undefined || next.refreshToken === undefined) return;
+    try {
+      await this.#revoke(client, next.refreshToken, 'refresh_token');
+    } catch (error) {
+      this.#options.logger.warn(
+        error instanceof TokenwardenError
+          ? { credentialId: id, code: error.code }
+          : { credentialId: id, err: error },
+        'could not revoke the refresh token of a deleted credential at the provider',
+      );
     }
   }
 
@@ -711,12 +906,9 @@ export class CredentialService {
           .select('version')
           .where('id', '=', id)
           .executeTakeFirst();
-        if (latest === undefined)
-          throw new TokenwardenError(
-            'credential_not_found',
-            `credential ${id} was deleted during a refresh`,
-            { credentialId: id },
-          );
+        // Deleted (by a delete that took over this lease after it expired): nothing is
+        // written, and the transaction rolls back.
+        if (latest === undefined) throw new DeletedDuringRefresh(id);
         saved = await this.#store.credentials.saveTokens(
           trx,
           id,
@@ -778,7 +970,7 @@ export class CredentialService {
     const now = this.#now();
     const code = error instanceof TokenwardenError ? error.code : 'internal_error';
     const description = error instanceof TokenEndpointError ? error.errorDescription : undefined;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = this.#failureMessage(error, 'refresh', id);
     const base = { tenantId, credentialId: id, authClientId };
     if (code === 'reauth_required') {
       let reason =
@@ -788,7 +980,7 @@ export class CredentialService {
           '; a refresh by another vault process was interrupted before it stored its answer, and the provider may already have spent the refresh token';
       }
       const decision = `reauth_required: ${reason}`;
-      await this.#store.db.transaction().execute(async (trx) => {
+      const recorded = await this.#store.db.transaction().execute(async (trx) => {
         await this.#store.credentials.recordFailure(
           trx,
           id,
@@ -804,6 +996,7 @@ export class CredentialService {
           },
           now,
         );
+        if (!(await stillStored(trx, id))) return false;
         await this.#store.events.append(
           { ...base, type: 'refresh_failed', data: { code, message, trigger } },
           now,
@@ -818,14 +1011,16 @@ export class CredentialService {
           now,
           trx,
         );
+        return true;
       });
-      return decision;
+      return recorded ? decision : DELETED_DECISION;
     }
     if (code === 'client_misconfigured') {
       const rejected = error instanceof TokenEndpointError;
       const decision = `paused: ${rejected ? `the provider rejected auth client ${authClientId} (${message})` : message}; refreshes resume when the auth client is edited (PATCH /v1/auth-clients/${authClientId})`;
-      await this.#store.db.transaction().execute(async (trx) => {
+      const recorded = await this.#store.db.transaction().execute(async (trx) => {
         await this.#store.credentials.recordFailure(trx, id, { code, message, decision }, now);
+        if (!(await stillStored(trx, id))) return false;
         // The internal check called nobody: only the provider's answer is an event.
         if (rejected)
           await this.#store.events.append(
@@ -833,8 +1028,9 @@ export class CredentialService {
             now,
             trx,
           );
+        return true;
       });
-      return decision;
+      return recorded ? decision : DELETED_DECISION;
     }
     const failures = read.record.failureCount + 1;
     const retryAfter = error instanceof TokenEndpointError ? error.retryAfterSeconds : undefined;
@@ -843,13 +1039,14 @@ export class CredentialService {
     // Only pushed later: a refresh the caller asked for early does not move the schedule forward.
     const nextAt = scheduled === null ? null : Math.max(scheduled, retryAt);
     const decision = `backed off after ${failures} failure${failures === 1 ? '' : 's'} until ${nextAt === null ? 'the next request (no schedule)' : new Date(nextAt).toISOString()}: ${code}: ${message}`;
-    await this.#store.db.transaction().execute(async (trx) => {
+    const recorded = await this.#store.db.transaction().execute(async (trx) => {
       await this.#store.credentials.recordFailure(
         trx,
         id,
         { code, message, nextRefreshAt: nextAt, counted: true, decision },
         now,
       );
+      if (!(await stillStored(trx, id))) return false;
       await this.#store.events.append(
         {
           ...base,
@@ -865,9 +1062,27 @@ export class CredentialService {
         now,
         trx,
       );
+      return true;
     });
-    return decision;
+    return recorded ? decision : DELETED_DECISION;
   }
+}
+
+/** The decision when a failed refresh's credential was deleted meanwhile: nothing is recorded. */
+const DELETED_DECISION = 'deleted during the refresh; nothing recorded';
+
+/**
+ * Whether a credential is still there, read after the failure's `UPDATE` in the same
+ * transaction (on PostgreSQL that update holds the row until the commit). A deleted
+ * credential gets no `refresh_failed` or `reauth_required` event, and so no webhook.
+ */
+async function stillStored(trx: Transaction<Database>, id: string): Promise<boolean> {
+  const row = await trx
+    .selectFrom('credentials')
+    .select('id')
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 /** A stored answer must be written before the lease ends: stop retrying this long before. */

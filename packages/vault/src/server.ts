@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { loadProviderCatalog } from '@tokenwarden/oauth';
+import { type AuthClient, loadProviderCatalog } from '@tokenwarden/oauth';
 import type { FakeProvider } from '@tokenwarden/testing';
 import { sql } from 'kysely';
 import type { DestinationStream, Logger } from 'pino';
@@ -8,13 +8,16 @@ import { ConnectFlow } from './connect-flow.ts';
 import { CredentialService } from './credential-service.ts';
 import { KEY_FILE_NAME, KeyringHolder, loadKeyring } from './crypto/keyring.ts';
 import { openDatabase, type VaultDatabase } from './db/database.ts';
+import { ALLOW_LOOPBACK_ENDPOINTS, endpointPolicyProblems } from './endpoint-policy.ts';
 import { buildApp } from './http/app.ts';
 import { createMetrics } from './http/metrics.ts';
 import { createLogger } from './logger.ts';
 import { ProviderLimiter, unknownProviders } from './refresher/provider-limits.ts';
 import { BackgroundRefresher } from './refresher.ts';
+import type { AuthClientEndpoints } from './store/auth-clients.ts';
 import { VaultStore } from './store/store.ts';
 import { DEFAULT_TENANT_ID } from './store/tenants.ts';
+import { TokenCache } from './store/token-cache.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 
 export interface StartOptions {
@@ -76,7 +79,30 @@ export async function startVault(
   });
   const closers: Array<() => Promise<void>> = [() => database.close()];
   try {
-    const store = new VaultStore(database.db, cipher, catalog);
+    let tokenCache: TokenCache | undefined;
+    if (config.tokenCacheSize > 0) {
+      const cache = new TokenCache({
+        maxEntries: config.tokenCacheSize,
+        maxAgeMs: config.tokenCacheMaxAgeMs,
+      });
+      cache.attach(
+        database.changeFeed({
+          onState: (live, error) => {
+            if (live) logger.info('credential change listener reconnected; token cache back on');
+            else
+              logger.warn(
+                { err: error },
+                'credential change listener lost; token cache off until it reconnects',
+              );
+          },
+        }),
+      );
+      closers.unshift(() => cache.stop());
+      tokenCache = cache;
+    }
+    const store = new VaultStore(database.db, cipher, catalog, {
+      ...(tokenCache === undefined ? {} : { tokenCache }),
+    });
     const now = Date.now();
     await store.tenants.ensureDefaultTenant(now);
     let firstAdminKey: string | undefined;
@@ -127,6 +153,7 @@ export async function startVault(
       publicUrl: config.publicUrl ?? 'http://127.0.0.1',
       ready: () => ping(database),
       webhookUrlPolicy: { allowInsecureHttp: config.webhookAllowInsecureHttp },
+      endpointPolicy: { allowLoopback: config.allowLoopbackEndpoints },
     });
     closers.unshift(() => app.close());
     await app.listen({ host: config.host, port: config.port });
@@ -174,8 +201,22 @@ export async function startVault(
       dispatcher.start();
       closers.unshift(() => dispatcher.stop());
     }
+    if (!config.allowLoopbackEndpoints) await warnOfLoopbackAuthClients(store, logger);
     logger.info(
-      { url, publicUrl, database: database.description, instance: config.instanceId },
+      {
+        url,
+        publicUrl,
+        database: database.description,
+        instance: config.instanceId,
+        // A setting that weakens security is said out loud, with where it came from.
+        ...(config.allowLoopbackEndpoints
+          ? {
+              loopbackEndpoints: config.demoProvider
+                ? `allowed: demo mode turns on ${ALLOW_LOOPBACK_ENDPOINTS}`
+                : `allowed: ${ALLOW_LOOPBACK_ENDPOINTS} is on`,
+            }
+          : {}),
+      },
       'vault listening',
     );
     return {
@@ -198,6 +239,41 @@ export async function startVault(
 
 async function ping(database: VaultDatabase): Promise<void> {
   await sql`select 1`.execute(database.db);
+}
+
+/**
+ * Auth clients stored with endpoints on a loopback host while that was allowed
+ * (before the setting existed, or in demo mode) stay in use: the API refuses only
+ * new ones. The operator hears of them at start-up, to review, fix or delete them.
+ */
+async function warnOfLoopbackAuthClients(store: VaultStore, logger: Logger): Promise<void> {
+  const rows = await store.db
+    .selectFrom('auth_clients')
+    .select(['id', 'tenant_id', 'name', 'provider_id', 'client_id', 'placeholders', 'endpoints'])
+    .execute();
+  const found = rows.filter((row) => {
+    let client: AuthClient;
+    try {
+      // Resolved as a refresh would (placeholders, the profile's defaults); the secret
+      // is not needed to know where the requests would go.
+      client = store.authClients.validate({
+        name: row.name,
+        providerId: row.provider_id,
+        clientId: row.client_id,
+        clientSecret: 'unused',
+        placeholders: JSON.parse(row.placeholders) as Record<string, string>,
+        endpoints: JSON.parse(row.endpoints) as AuthClientEndpoints,
+      });
+    } catch {
+      return false; // unusable anyway: its refreshes fail with the reason
+    }
+    return endpointPolicyProblems(client, { allowLoopback: false }).length > 0;
+  });
+  if (found.length === 0) return;
+  logger.warn(
+    { authClients: found.map((row) => ({ id: row.id, tenantId: row.tenant_id })) },
+    `auth clients with endpoints on a loopback host, which the API refuses without ${ALLOW_LOOPBACK_ENDPOINTS}: they are still used; review them (GET /v1/auth-clients), then fix or delete them`,
+  );
 }
 
 /**

@@ -783,6 +783,112 @@ for (const database of ['sqlite', 'postgres'] as const) {
   });
 }
 
+for (const database of ['sqlite', 'postgres'] as const) {
+  describe(`DELETE and the refresh lease (single-use refresh tokens, ${database})`, () => {
+    let t: TestVault;
+    before(async () => {
+      // A 1-s lease and a 0.5-s token timeout: a DELETE waits at most 1.5 s for the lease.
+      t = await startTestVault({
+        personality: 'strict',
+        database,
+        env: { TOKENWARDEN_LEASE_SECONDS: '1', TOKENWARDEN_TOKEN_TIMEOUT_MS: '500' },
+      });
+    });
+    after(async () => {
+      await t?.close();
+    });
+
+    test('regression: DELETE during a refresh waits for it, then revokes and deletes; the refresh stores its answer first', async () => {
+      const credentialId = await t.connectAccount();
+      const stale = (await t.tokensOf(credentialId)).accessToken;
+      const before = t.provider.counters();
+      // The provider rotates the refresh token at once, then is slow to answer.
+      t.provider.faults.inject(
+        { kind: 'latency', ms: 300 },
+        { after: 'after-processing', times: 1 },
+      );
+      const refreshing = accessToken(t, credentialId, { staleAccessToken: stale });
+      const deadline = Date.now() + 5_000;
+      while (t.provider.counters().refreshes === before.refreshes) {
+        assert.ok(Date.now() < deadline, 'the provider received the refresh');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      const deleted = await t.api('DELETE', `/v1/credentials/${credentialId}`);
+      const refreshed = await refreshing;
+
+      assert.equal(deleted.status, 204, deleted.text);
+      assert.equal(refreshed.status, 200, 'the refresh under way finished: it held the lease');
+      assert.notEqual(refreshed.json.access_token, stale);
+      assert.deepEqual(
+        await typesOf(t, credentialId),
+        ['connected', 'refreshed', 'revoked'],
+        'the refresh committed before the delete; nothing after the delete',
+      );
+      const after = t.provider.counters();
+      assert.equal(after.revocationRequests, before.revocationRequests + 1);
+      assert.equal(after.invalidGrants, before.invalidGrants, 'no refresh met a revoked grant');
+      assertError(await t.api('GET', `/v1/credentials/${credentialId}`), 404);
+      assertError(await accessToken(t, credentialId, { staleAccessToken: stale }), 404);
+      const events = await t.api('GET', `/v1/events?credentialId=${credentialId}`);
+      const revoked = events.json.events.find((e: Json) => e.type === 'revoked');
+      assert.deepEqual(revoked.data.providerRevocation, { revoked: true });
+    });
+
+    test('regression: DELETE answers 409 conflict while another process holds the refresh lease past the wait, and takes over an expired one', async () => {
+      const credentialId = await t.connectAccount();
+      const other = 'other-replica-7';
+      const taken = await t.vault.store.credentials.tryAcquireLease(
+        credentialId,
+        other,
+        Date.now(),
+        60_000,
+      );
+      assert.ok(taken.acquired);
+      const revocations = t.provider.counters().revocationRequests;
+      const started = Date.now();
+      const refused = await t.api('DELETE', `/v1/credentials/${credentialId}`);
+      assertError(refused, 409, 'conflict');
+      assert.ok(Date.now() - started >= 1_400, 'it waited for the lease (lease + token timeout)');
+      assert.match(refused.json.error.message, new RegExp(`credential ${credentialId}`));
+      assert.match(refused.json.error.message, /was not deleted/);
+      assert.match(refused.json.error.message, new RegExp(other));
+      assert.match(refused.json.error.message, /try again/);
+      // Nothing happened: not revoked at the provider, not deleted, no event.
+      assert.equal(t.provider.counters().revocationRequests, revocations);
+      assert.equal((await t.api('GET', `/v1/credentials/${credentialId}`)).status, 200);
+      assert.deepEqual(await typesOf(t, credentialId), ['connected']);
+      assert.equal((await accessToken(t, credentialId)).status, 200, 'still served');
+
+      // The holder died: its lease expires, and the delete takes it over.
+      await t.vault.store.db
+        .updateTable('credentials')
+        .set({ lease_until: Date.now() - 1 })
+        .where('id', '=', credentialId)
+        .execute();
+      assert.equal((await t.api('DELETE', `/v1/credentials/${credentialId}`)).status, 204);
+      assert.equal(t.provider.counters().revocationRequests, revocations + 1);
+      assert.deepEqual(await typesOf(t, credentialId), ['connected', 'revoked']);
+
+      // Another tenant's DELETE of an id never waits for, nor touches, its lease.
+      const foreign = await t.connectAccount();
+      const { key } = await t.createTenant('lease-isolation');
+      assert.ok(
+        (await t.vault.store.credentials.tryAcquireLease(foreign, other, Date.now(), 60_000))
+          .acquired,
+      );
+      const quick = Date.now();
+      assertError(await t.api('DELETE', `/v1/credentials/${foreign}`, { key }), 404);
+      assert.ok(Date.now() - quick < 1_000, 'answered at once');
+      const lease = await t.vault.store.db
+        .selectFrom('credentials')
+        .select('lease_owner')
+        .where('id', '=', foreign)
+        .executeTakeFirstOrThrow();
+      assert.equal(lease.lease_owner, other);
+    });
+  });
+}
+
 describe('Salesforce personality', () => {
   let t: TestVault;
   before(async () => {

@@ -280,6 +280,8 @@ async function startTestVault(database: TestDatabase) {
       PORT: '0',
       LOG_LEVEL: 'silent',
       TOKENWARDEN_ADMIN_KEY: apiKey,
+      // The fake provider listens on 127.0.0.1.
+      TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
     }),
   );
   return { vault, apiKey };

@@ -207,7 +207,7 @@ for (const engine of engines()) {
         }>`select name from kysely_migration`.execute(second.db);
         assert.deepEqual(
           migrations.rows.map((row) => row.name),
-          ['0001_initial', '0002_refresher', '0003_webhooks'],
+          ['0001_initial', '0002_refresher', '0003_webhooks', '0004_credential_notify'],
         );
         const again = new VaultStore(third.db, await fileCipher(database.dataDir), catalog);
         await again.tenants.ensureDefaultTenant(T0 + 1);
@@ -243,7 +243,7 @@ for (const engine of engines()) {
           const rows = await sql<{
             n: number;
           }>`select count(*)::int as n from kysely_migration`.execute(a.db);
-          assert.equal(rows.rows[0]?.n, 3);
+          assert.equal(rows.rows[0]?.n, 4);
           await b.db.selectFrom('credentials').selectAll().execute();
         });
       }
@@ -1476,6 +1476,8 @@ for (const engine of engines()) {
           PORT: '0',
           LOG_LEVEL: 'silent',
           TOKENWARDEN_ADMIN_KEY: adminKey,
+          // The auth client's endpoints are on 127.0.0.1.
+          TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
         });
         const vault = await startVault(config);
         try {

@@ -553,6 +553,8 @@ describe('webhooks', { timeout: 120_000 }, () => {
         PORT: '0',
         TOKENWARDEN_ADMIN_KEY: tv.adminKey,
         LOG_LEVEL: 'debug',
+        // As the harness's vault: its auth client is on the fake provider's 127.0.0.1.
+        TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
       }),
       { logDestination: logs.destination },
     );
@@ -604,6 +606,8 @@ describe('webhooks', { timeout: 120_000 }, () => {
           TOKENWARDEN_ADMIN_KEY: tv.adminKey,
           TOKENWARDEN_INSTANCE_ID: 'replica-b',
           LOG_LEVEL: 'debug',
+          // As the harness's vault: its auth client is on the fake provider's 127.0.0.1.
+          TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
         }),
         { logDestination: logs.destination },
       );

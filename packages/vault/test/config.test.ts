@@ -66,6 +66,29 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ TOKENWARDEN_DEMO_PROVIDER: '1' }).demoProvider, true);
   });
 
+  test('loopback auth-client endpoints: off by default, on with the demo provider, the environment wins', () => {
+    assert.equal(loadConfig({}).allowLoopbackEndpoints, false);
+    assert.equal(
+      loadConfig({ TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1' }).allowLoopbackEndpoints,
+      true,
+    );
+    assert.equal(loadConfig({ TOKENWARDEN_DEMO_PROVIDER: '1' }).allowLoopbackEndpoints, true);
+    assert.equal(loadConfig({}, { demoProvider: true }).allowLoopbackEndpoints, true);
+    assert.equal(
+      loadConfig({ TOKENWARDEN_DEMO_PROVIDER: '0' }, { demoProvider: true }).allowLoopbackEndpoints,
+      false,
+    );
+    assert.equal(
+      loadConfig({ TOKENWARDEN_DEMO_PROVIDER: '1', TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: 'no' })
+        .allowLoopbackEndpoints,
+      false,
+    );
+    assert.match(
+      configError({ TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: 'maybe' }).problems.join('\n'),
+      /TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS/,
+    );
+  });
+
   test('reads every setting', () => {
     const config = loadConfig({
       TOKENWARDEN_DATA_DIR: '/var/lib/tokenwarden',

@@ -28,6 +28,11 @@ One of them is required: the vault registers confidential clients only.
 
 Prints the new auth client's id on stdout.
 
+Endpoints must be https. Endpoints on the vault's own machine (127.0.0.1,
+localhost, [::1]; http allowed there) are refused with validation_failed
+(exit 1) unless the vault runs with TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS=1,
+which "tokenwarden serve --demo" sets: development and tests only.
+
 Options:
   --name <name>                 a name for people (e.g. "Outlook production")
   --provider <profile>          provider profile id (see docs/providers.md), or

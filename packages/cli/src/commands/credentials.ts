@@ -189,6 +189,9 @@ Usage:
 Revokes the refresh token (or else the access token) at the provider's RFC 7009
 endpoint where the provider has one, then deletes the credential. A failed
 revocation is recorded in the "revoked" event and does not stop the delete.
+A refresh of the credential under way is waited for first (up to the lease
+time plus the token timeout); if it is still running after that, the vault
+answers 409 conflict, nothing is deleted, and you can run the command again.
 
 Asks for confirmation on a terminal; without a terminal, --yes is required
 (exit 2 otherwise).

@@ -48,7 +48,8 @@ Options:
   --public-url <url>     TOKENWARDEN_PUBLIC_URL: the URL browsers and providers
                          reach the vault at (the redirect URI is <url>/oauth/callback)
   --demo, --no-demo      TOKENWARDEN_DEMO_PROVIDER: start the built-in fake
-                         provider and register it as an auth client (default off)
+                         provider and register it as an auth client (default off);
+                         turns on TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS too
   --log-level <level>    LOG_LEVEL: fatal, error, warn, info (default), debug,
                          trace, silent
   -h, --help             show this help
@@ -56,6 +57,8 @@ Options:
 Settings only the environment gives (docs/operations.md describes each):
   TOKENWARDEN_MASTER_KEYS (kid:base64key,…), TOKENWARDEN_ADMIN_KEY,
   TOKENWARDEN_RETURN_TO_ALLOWLIST, TOKENWARDEN_DATABASE_SCHEMA,
+  TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS (auth clients may use endpoints on
+  127.0.0.1, localhost, [::1]; development and tests only, default off),
   TOKENWARDEN_INSTANCE_ID, TOKENWARDEN_LEASE_SECONDS, TOKENWARDEN_TOKEN_TIMEOUT_MS,
   TOKENWARDEN_DEMO_TOKEN_LIFETIME;
   refresher: TOKENWARDEN_BACKGROUND_REFRESH, TOKENWARDEN_REFRESH_INTERVAL_MS,
@@ -136,6 +139,11 @@ Example:
               `  Demo:    press Connect on "Demo provider", approve, and watch the credential refresh;`,
               `           or run: tokenwarden connect ${running.demoAuthClientId}`,
             ]),
+        ...(config.allowLoopbackEndpoints
+          ? [
+              `  Note:    auth clients may use endpoints on loopback hosts (TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS${config.demoProvider ? ', on for --demo' : ''}); never in production`,
+            ]
+          : []),
         '',
       ].join('\n'),
     );

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import type { ChangeFeed } from '../store/token-cache.ts';
+import { PostgresNotifyFeed, SqliteDataVersionFeed } from './change-feed.ts';
 import { migrateToLatest } from './migrations.ts';
 import type { Database } from './schema.ts';
 
@@ -13,6 +15,8 @@ export interface VaultDatabase {
   readonly dialect: Dialect;
   /** Where the data lives, without credentials: for logs. */
   readonly description: string;
+  /** A feed of other writers' credential changes, for the token cache (not started). */
+  changeFeed(options?: { onState?: (live: boolean, error?: unknown) => void }): ChangeFeed;
   close(): Promise<void>;
 }
 
@@ -75,7 +79,13 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
       dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
     });
     await migrateToLatest(db as Kysely<unknown>, 'sqlite');
-    return { db, dialect: 'sqlite', description: `sqlite:${path}`, close: () => db.destroy() };
+    return {
+      db,
+      dialect: 'sqlite',
+      description: `sqlite:${path}`,
+      changeFeed: () => new SqliteDataVersionFeed(sqlite),
+      close: () => db.destroy(),
+    };
   }
 
   const schema = options.databaseSchema ?? 'public';
@@ -119,5 +129,17 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   await migrateToLatest(db as Kysely<unknown>, 'postgres', schema);
-  return { db, dialect: 'postgres', description, close: () => db.destroy() };
+  const connectionString = options.databaseUrl;
+  return {
+    db,
+    dialect: 'postgres',
+    description,
+    changeFeed: (feed) =>
+      new PostgresNotifyFeed({
+        connectionString,
+        schema,
+        ...(feed?.onState === undefined ? {} : { onState: feed.onState }),
+      }),
+    close: () => db.destroy(),
+  };
 }

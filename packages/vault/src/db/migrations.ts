@@ -1,5 +1,6 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import { CREDENTIALS_CHANNEL } from './change-feed.ts';
 import type { Dialect } from './database.ts';
 
 /**
@@ -181,6 +182,30 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .on('webhook_deliveries')
           .columns(['webhook_id', 'event_id'])
           .execute();
+      },
+    },
+    // The token cache's change feed on PostgreSQL (db/change-feed.ts): every commit that
+    // changes what the token endpoint would answer for a credential (its token set, whose
+    // version grows on every write, or its status) or deletes it notifies the listening
+    // replicas. NOTIFY is sent at commit, so a listener never hears of a change it cannot
+    // read yet. SQLite needs nothing: the feed polls `PRAGMA data_version`.
+    '0004_credential_notify': {
+      async up(db: Kysely<unknown>) {
+        if (dialect !== 'postgres') return;
+        await sql`
+          CREATE FUNCTION tokenwarden_credential_changed() RETURNS trigger
+          LANGUAGE plpgsql AS $$
+          BEGIN
+            PERFORM pg_notify(${sql.lit(CREDENTIALS_CHANNEL)}, TG_TABLE_SCHEMA || '/' || OLD.id);
+            RETURN NULL;
+          END $$`.execute(db);
+        await sql`
+          CREATE TRIGGER credentials_changed AFTER UPDATE ON credentials FOR EACH ROW
+          WHEN (OLD.version IS DISTINCT FROM NEW.version OR OLD.status IS DISTINCT FROM NEW.status)
+          EXECUTE FUNCTION tokenwarden_credential_changed()`.execute(db);
+        await sql`
+          CREATE TRIGGER credentials_deleted AFTER DELETE ON credentials FOR EACH ROW
+          EXECUTE FUNCTION tokenwarden_credential_changed()`.execute(db);
       },
     },
   };

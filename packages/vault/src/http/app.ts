@@ -10,8 +10,9 @@ import Fastify, {
 import type { Logger } from 'pino';
 import type { ConnectFlow } from '../connect-flow.ts';
 import type { CredentialService } from '../credential-service.ts';
+import type { EndpointPolicy } from '../endpoint-policy.ts';
 import { toHttpError, VaultError } from '../errors.ts';
-import { pathOf } from '../logger.ts';
+import { LazyChildLogger, pathOf } from '../logger.ts';
 import type { VaultStore } from '../store/store.ts';
 import type { ApiKeyInfo } from '../store/tenants.ts';
 import type { WebhookUrlPolicy } from '../webhooks/url-policy.ts';
@@ -34,6 +35,8 @@ export interface AppDependencies {
   now?: () => number;
   /** Which webhook URLs are accepted. Default: https, or http to loopback. */
   webhookUrlPolicy?: WebhookUrlPolicy;
+  /** Which auth-client endpoints are accepted. Default: none on a loopback host. */
+  endpointPolicy?: EndpointPolicy;
 }
 
 declare module 'fastify' {
@@ -46,6 +49,8 @@ declare module 'fastify' {
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
+    childLoggerFactory: (logger, bindings, options) =>
+      new LazyChildLogger(logger as Logger, bindings, options) as unknown as FastifyBaseLogger,
     trustProxy: false,
     bodyLimit: 256 * 1024,
     ajv: {
@@ -59,7 +64,6 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   });
   app.decorateRequest('principal');
 
-  await app.register(cookie);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -89,15 +93,33 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   });
 
   const now = deps.now ?? Date.now;
-  const authenticate = async (request: FastifyRequest) => {
+  // Callback style, not async: a key found in the cache costs no promise (every /v1 call).
+  const authenticate = (
+    request: FastifyRequest,
+    _reply: unknown,
+    done: (error?: Error) => void,
+  ): void => {
     const header = request.headers.authorization;
     const match = header === undefined ? null : /^Bearer\s+(\S+)$/i.exec(header);
-    if (match?.[1] === undefined) {
-      throw new VaultError('unauthorized', 'send an API key: Authorization: Bearer <key>');
+    const key = match?.[1];
+    if (key === undefined) {
+      done(new VaultError('unauthorized', 'send an API key: Authorization: Bearer <key>'));
+      return;
     }
-    const principal = await deps.store.tenants.authenticate(match[1], now());
-    if (principal === undefined) throw new VaultError('unauthorized', 'unknown or revoked API key');
-    request.principal = principal;
+    const cached = deps.store.tenants.cachedAuthentication(key, now());
+    if (cached !== undefined) {
+      request.principal = cached;
+      done();
+      return;
+    }
+    deps.store.tenants.authenticate(key, now()).then((principal) => {
+      if (principal === undefined) {
+        done(new VaultError('unauthorized', 'unknown or revoked API key'));
+        return;
+      }
+      request.principal = principal;
+      done();
+    }, done);
   };
 
   await app.register(
@@ -108,7 +130,11 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     },
     { prefix: '/v1' },
   );
-  await registerBrowserRoutes(app, deps);
+  // Cookies only where the browser flow uses them: their hooks stay off the API's hot path.
+  await app.register(async (browser) => {
+    await browser.register(cookie);
+    await registerBrowserRoutes(browser, deps);
+  });
   await registerOpsRoutes(app, deps);
   return app;
 }

@@ -91,6 +91,31 @@ export function createMetrics(store: VaultStore, now: () => number = Date.now): 
       this.set({ reason: 'backing_off' }, Number(backingOff?.n ?? 0));
     },
   });
+  const tokenCache = store.tokenCache;
+  if (tokenCache !== undefined) {
+    const reported = { hit: 0, miss: 0, bypass: 0 };
+    new Counter({
+      name: 'tokenwarden_token_cache_lookups_total',
+      help: 'Token-endpoint reads by token cache result: hit (served from memory), miss (read from the database, then kept), bypass (read from the database: the change listener was down) (this process).',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        for (const result of ['hit', 'miss', 'bypass'] as const) {
+          const total = tokenCache.lookups[result];
+          this.inc({ result }, total - reported[result]);
+          reported[result] = total;
+        }
+      },
+    });
+    new Gauge({
+      name: 'tokenwarden_token_cache_entries',
+      help: 'Credentials held decrypted in the token cache (this process).',
+      registers,
+      collect() {
+        this.set(tokenCache.size);
+      },
+    });
+  }
   return {
     registry,
     refreshes: new Counter({

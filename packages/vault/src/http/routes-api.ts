@@ -1,11 +1,11 @@
 import {
-  processRevocationResponse,
-  revocationRequest,
+  type AuthClient,
   type TokenResponse,
   TokenSet,
   TokenwardenError,
 } from '@tokenwarden/oauth';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { endpointPolicyViolation } from '../endpoint-policy.ts';
 import { VaultError } from '../errors.ts';
 import type { AuthClientEndpoints } from '../store/auth-clients.ts';
 import type { AppDependencies } from './app.ts';
@@ -129,6 +129,13 @@ export async function registerApiRoutes(
   };
   const providerOf = async (tenantId: string, authClientId: string) =>
     (await store.authClients.get(tenantId, authClientId))?.providerId;
+  const endpointPolicy = deps.endpointPolicy ?? { allowLoopback: false };
+  // The vault sends the client secret and refresh tokens to these endpoints: a tenant
+  // must not aim them at services on the vault's own machine unless the operator allows it.
+  const checkEndpoints = (client: AuthClient): void => {
+    const violation = endpointPolicyViolation(client, endpointPolicy);
+    if (violation !== undefined) throw new VaultError('validation_failed', violation);
+  };
 
   api.get(
     '/providers',
@@ -169,6 +176,7 @@ export async function registerApiRoutes(
       },
     },
     async (request, reply) => {
+      checkEndpoints(store.authClients.validate(request.body));
       const record = await store.authClients.create(tenantOf(request), request.body, now());
       return reply.status(201).send(presentAuthClient(record));
     },
@@ -235,7 +243,13 @@ export async function registerApiRoutes(
           );
         }
       }
-      const record = await store.authClients.update(tenantId, current.id, request.body, now());
+      const record = await store.authClients.update(
+        tenantId,
+        current.id,
+        request.body,
+        now(),
+        checkEndpoints,
+      );
       if (record === undefined)
         throw new VaultError('not_found', `auth client ${request.params.id} does not exist`);
       return presentAuthClient(record);
@@ -398,14 +412,33 @@ export async function registerApiRoutes(
             staleAccessToken: { type: 'string', minLength: 1, maxLength: 16_384 },
           },
         },
+        response: {
+          200: {
+            type: 'object',
+            required: ['access_token', 'token_type', 'expires_at', 'extra'],
+            properties: {
+              access_token: { type: 'string' },
+              token_type: { type: 'string', description: 'The scheme to send it with' },
+              expires_at: {
+                type: ['number', 'null'],
+                description: 'Seconds since the epoch; null when the provider gave no lifetime',
+              },
+              extra: {
+                type: 'object',
+                additionalProperties: true,
+                description: 'The rest of the token response (scope, instance_url, id_token…)',
+              },
+            },
+          },
+        },
       },
     },
     async (request, reply) => {
-      const tokenSet = await service.accessToken(
-        tenantOf(request),
-        request.params.id,
-        request.body ?? {},
-      );
+      const tenantId = tenantOf(request);
+      const options = request.body ?? {};
+      const tokenSet =
+        service.cachedAccessToken(tenantId, request.params.id, options) ??
+        (await service.accessToken(tenantId, request.params.id, options));
       void reply.header('cache-control', 'no-store');
       return {
         access_token: tokenSet.accessToken,
@@ -448,53 +481,8 @@ export async function registerApiRoutes(
     '/credentials/:id',
     { schema: { tags: ['credentials'], params: idParams } },
     async (request: IdRequest, reply) => {
-      const tenantId = tenantOf(request);
-      const current = await store.credentials.getWithTokens(tenantId, request.params.id);
-      if (current === undefined)
-        throw new TokenwardenError(
-          'credential_not_found',
-          `credential ${request.params.id} does not exist`,
-        );
-      const resolved = await store.authClients.resolve(tenantId, current.record.authClientId);
-      let revocation: { revoked: boolean; error?: string } = { revoked: false };
-      if (resolved?.client.revocationUrl !== undefined) {
-        const refreshToken = current.tokenSet.refreshToken;
-        try {
-          const response =
-            refreshToken === undefined
-              ? await revocationRequest(
-                  resolved.client,
-                  current.tokenSet.accessToken,
-                  'access_token',
-                )
-              : await revocationRequest(resolved.client, refreshToken, 'refresh_token');
-          await processRevocationResponse(response);
-          revocation = { revoked: true };
-        } catch (error) {
-          revocation = {
-            revoked: false,
-            error: error instanceof Error ? error.message : String(error),
-          };
-          request.log.warn(
-            { credentialId: request.params.id, code: (error as { code?: string }).code },
-            'revocation at the provider failed; deleting anyway',
-          );
-        }
-      }
-      await store.db.transaction().execute(async (trx) => {
-        await store.credentials.delete(tenantId, request.params.id, trx);
-        await store.events.append(
-          {
-            type: 'revoked',
-            tenantId,
-            credentialId: request.params.id,
-            authClientId: current.record.authClientId,
-            data: { providerRevocation: revocation },
-          },
-          now(),
-          trx,
-        );
-      });
+      // Under the credential's refresh lease: see CredentialService.deleteCredential.
+      await service.deleteCredential(tenantOf(request), request.params.id);
       return reply.status(204).send();
     },
   );

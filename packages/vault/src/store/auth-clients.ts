@@ -49,10 +49,19 @@ export class AuthClientRepository {
   readonly #keyring: Cipher;
   readonly #catalog: ProviderCatalog;
 
-  constructor(db: Kysely<Database>, keyring: Cipher, catalog: ProviderCatalog) {
+  readonly #onDelete: () => void;
+
+  constructor(
+    db: Kysely<Database>,
+    keyring: Cipher,
+    catalog: ProviderCatalog,
+    /** Called when an auth client is deleted (its credentials' rows go with it). */
+    onDelete: () => void = () => undefined,
+  ) {
     this.#db = db;
     this.#keyring = keyring;
     this.#catalog = catalog;
+    this.#onDelete = onDelete;
   }
 
   /** Checks an auth client against its profile exactly as a refresh would use it. */
@@ -115,11 +124,17 @@ export class AuthClientRepository {
     return rows.map(toRecord);
   }
 
+  /**
+   * Merges a patch into a stored auth client. `check` sees the merged, checked
+   * client before anything is written and throws to refuse it (the API's
+   * endpoint policy): what it approves is exactly what is stored.
+   */
   async update(
     tenantId: string,
     id: string,
     patch: Partial<Omit<AuthClientInput, 'providerId'>>,
     now: number,
+    check?: (client: AuthClient) => void,
   ): Promise<AuthClientRecord | undefined> {
     const row = await this.#row(tenantId, id);
     if (row === undefined) return undefined;
@@ -134,7 +149,8 @@ export class AuthClientRepository {
       placeholders: patch.placeholders ?? current.placeholders,
       endpoints: patch.endpoints ?? current.endpoints,
     };
-    this.validate(merged);
+    const client = this.validate(merged);
+    check?.(client);
     await this.#db
       .updateTable('auth_clients')
       .set({
@@ -156,6 +172,7 @@ export class AuthClientRepository {
   }
 
   async delete(tenantId: string, id: string): Promise<boolean> {
+    this.#onDelete();
     const result = await this.#db
       .deleteFrom('auth_clients')
       .where('id', '=', id)

@@ -2,6 +2,7 @@ import { type StoredTokenSet, TokenSet } from '@tokenwarden/oauth';
 import { type Kysely, PostgresAdapter, sql, type Transaction } from 'kysely';
 import type { Cipher } from '../crypto/keyring.ts';
 import type { CredentialStatus, CredentialsTable, Database } from '../db/schema.ts';
+import type { TokenCache } from './token-cache.ts';
 
 export interface CredentialFlags {
   /** The provider's answer to the code exchange had no refresh token though the profile expects one. */
@@ -65,10 +66,41 @@ const aad = (id: string) => `credential:${id}`;
 export class CredentialRepository {
   readonly #db: Kysely<Database>;
   readonly #keyring: Cipher;
+  readonly #cache: TokenCache | undefined;
 
-  constructor(db: Kysely<Database>, keyring: Cipher) {
+  constructor(db: Kysely<Database>, keyring: Cipher, cache?: TokenCache) {
     this.#db = db;
     this.#keyring = keyring;
+    this.#cache = cache;
+  }
+
+  /**
+   * `getWithTokens` for the token endpoint's first read: from the token cache
+   * when there is one and it holds the row (see TokenCache for why that is
+   * coherent). The answer is shared: never modify it. Reads that decide a
+   * refresh (under the lease) use `getWithTokens`, always from the database.
+   */
+  async getServing(tenantId: string, id: string): Promise<CredentialWithTokens | undefined> {
+    const cache = this.#cache;
+    if (cache === undefined) return this.getWithTokens(tenantId, id);
+    const cached = cache.lookup(tenantId, id);
+    if (cached.generation === undefined) return cached.value;
+    const value = await this.getWithTokens(tenantId, id);
+    if (value !== undefined) {
+      Object.freeze(value.record);
+      cache.fill(Object.freeze(value), cached.generation);
+    }
+    return value;
+  }
+
+  /** The token cache's row, if it holds one; never waits, never reads the database. */
+  peekServing(tenantId: string, id: string): CredentialWithTokens | undefined {
+    return this.#cache?.peek(tenantId, id);
+  }
+
+  /** This process changed credential `id` (or is about to commit a change): drop it from the cache. */
+  #changed(id: string): void {
+    this.#cache?.changed(id);
   }
 
   encryptTokens(id: string, tokenSet: TokenSet): string {
@@ -317,6 +349,7 @@ export class CredentialRepository {
     },
     now: number,
   ): Promise<boolean> {
+    this.#changed(id);
     const result = await trx
       .updateTable('credentials')
       .set((eb) => ({
@@ -370,6 +403,7 @@ export class CredentialRepository {
     },
     now: number,
   ): Promise<void> {
+    if (failure.status !== undefined) this.#changed(id);
     await trx
       .updateTable('credentials')
       .set((eb) => ({
@@ -409,6 +443,7 @@ export class CredentialRepository {
     reason: string | null,
     now: number,
   ): Promise<void> {
+    this.#changed(id);
     await (trx ?? this.#db)
       .updateTable('credentials')
       .set({ status, status_reason: reason, updated_at: now })
@@ -417,6 +452,7 @@ export class CredentialRepository {
   }
 
   async delete(tenantId: string, id: string, trx?: Transaction<Database>): Promise<boolean> {
+    this.#changed(id);
     const result = await (trx ?? this.#db)
       .deleteFrom('credentials')
       .where('id', '=', id)

@@ -7,6 +7,7 @@ import { ConnectSessionRepository } from './connect-sessions.ts';
 import { CredentialRepository } from './credentials.ts';
 import { EventRepository } from './events.ts';
 import { TenantRepository } from './tenants.ts';
+import type { TokenCache } from './token-cache.ts';
 import { WebhookRepository } from './webhooks.ts';
 
 /** Every repository over one database, sharing the keyring. */
@@ -19,12 +20,23 @@ export class VaultStore {
   readonly events: EventRepository;
   readonly webhooks: WebhookRepository;
 
-  constructor(db: Kysely<Database>, keyring: Cipher, catalog: ProviderCatalog) {
+  readonly tokenCache: TokenCache | undefined;
+
+  constructor(
+    db: Kysely<Database>,
+    keyring: Cipher,
+    catalog: ProviderCatalog,
+    options: { tokenCache?: TokenCache } = {},
+  ) {
     this.db = db;
+    this.tokenCache = options.tokenCache;
     this.tenants = new TenantRepository(db);
-    this.authClients = new AuthClientRepository(db, keyring, catalog);
+    // Deleting an auth client cascades to its credentials' rows.
+    this.authClients = new AuthClientRepository(db, keyring, catalog, () =>
+      this.tokenCache?.reset(),
+    );
     this.connectSessions = new ConnectSessionRepository(db);
-    this.credentials = new CredentialRepository(db, keyring);
+    this.credentials = new CredentialRepository(db, keyring, options.tokenCache);
     this.events = new EventRepository(db);
     this.webhooks = new WebhookRepository(db, keyring);
   }

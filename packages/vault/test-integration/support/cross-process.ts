@@ -316,6 +316,8 @@ export async function runCrossProcess(options: CrossProcessOptions): Promise<Cro
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       PORT: '0',
+      // The fake provider listens on 127.0.0.1.
+      TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
       // What is under test is the token endpoint's single-flight: every refresh must
       // come from a caller's staleAccessToken, not from the background refresher.
       TOKENWARDEN_BACKGROUND_REFRESH: '0',

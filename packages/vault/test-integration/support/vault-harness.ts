@@ -10,7 +10,8 @@
  * - the vault, through `startVault(loadConfig(env), {logDestination})`, on
  *   127.0.0.1 with port 0, SQLite in a fresh temp folder (or PostgreSQL on
  *   127.0.0.1:5432 in a schema of its own), a generated admin key and master
- *   key, `LOG_LEVEL=debug`, every log line captured in memory;
+ *   key, `LOG_LEVEL=debug`, `TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS=1` (the fake
+ *   provider is on loopback), every log line captured in memory;
  * - an auth client for the fake provider, registered through the API (the
  *   generic `oauth2` profile unless told otherwise, with endpoint overrides).
  *
@@ -295,6 +296,8 @@ export async function startTestVault(options: TestVaultOptions = {}): Promise<Te
     TOKENWARDEN_ADMIN_KEY: adminKey,
     TOKENWARDEN_MASTER_KEYS: masterKeys,
     LOG_LEVEL: 'debug',
+    // The fake provider listens on 127.0.0.1.
+    TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
     ...(postgres && schema !== undefined
       ? { DATABASE_URL: POSTGRES_URL, TOKENWARDEN_DATABASE_SCHEMA: schema }
       : {}),
@@ -552,6 +555,9 @@ export async function startTestVault(options: TestVaultOptions = {}): Promise<Te
       })
       .where('id', '=', credentialId)
       .execute();
+    // A write behind the repository's back, on the vault's own connection: tell the
+    // token cache, as every repository write does (other processes' writes it hears of).
+    vault.store.tokenCache?.changed(credentialId);
   };
 
   const credentialIds = async (tenantId = DEFAULT_TENANT) =>
