@@ -27,6 +27,7 @@ import {
   connectCredential,
   createAuthClient,
   dropSchemaLater,
+  metricByLabel,
   newAdminKey,
   newSchema,
   onCleanup,
@@ -69,6 +70,8 @@ const baseline = stringArg('baseline', '');
 interface Target {
   name: string;
   url: string;
+  /** A vault's API, to read its /metrics after the run. */
+  api?: VaultApi;
   headers: Record<string, string>;
 }
 
@@ -148,6 +151,7 @@ try {
     if (typeof first.access_token !== 'string') throw new Error('no access token');
     targets.push({
       name,
+      api,
       url: `${vault.url}${path}`,
       headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
     });
@@ -257,6 +261,17 @@ try {
           speedupPostgres: round(rateOf('vault-postgres') / rateOf('baseline-postgres'), 2),
         }),
   };
+  // How each vault served the calls: from its token cache (hit) or the database
+  // (miss, bypass). A baseline from before the cache has no such metric.
+  const tokenCache: Record<string, Record<string, number>> = {};
+  for (const target of targets) {
+    if (target.api === undefined) continue;
+    tokenCache[target.name] = metricByLabel(
+      await target.api.metrics(),
+      'tokenwarden_token_cache_lookups_total',
+      'result',
+    );
+  }
   const counters = await provider.counters();
   const loadAfter = loadavg().map((n) => round(n, 2));
   let cpu = '';
@@ -283,6 +298,7 @@ try {
     summary,
     ratios,
     refreshRequestsDuringRun: counters.tokenRequests.refresh_token,
+    tokenCacheLookups: tokenCache,
     rounds_: results,
     goal: 'vault requests/s >= 0.6 x Fastify hello-world requests/s on SQLite and on PostgreSQL, no refresh, no error',
     pass,

@@ -70,10 +70,12 @@ export class LazyChildLogger {
   readonly #options: object;
   #child: Logger | undefined;
 
-  constructor(parent: Logger, bindings: Record<string, unknown>, options: object) {
+  constructor(parent: Logger, bindings: Record<string, unknown>, options: { level?: string }) {
     this.#parent = parent;
     this.#bindings = bindings;
     this.#options = options;
+    // A route with a log level of its own: the level checks below need the real child.
+    if (options.level !== undefined) this.#made();
   }
 
   #made(): Logger {

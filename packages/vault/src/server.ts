@@ -85,15 +85,24 @@ export async function startVault(
         maxEntries: config.tokenCacheSize,
         maxAgeMs: config.tokenCacheMaxAgeMs,
       });
+      let wasLive = false;
       cache.attach(
         database.changeFeed({
+          applicationName: `tokenwarden-change-feed ${config.instanceId}`,
           onState: (live, error) => {
-            if (live) logger.info('credential change listener reconnected; token cache back on');
-            else
+            if (live) {
+              logger.info(
+                wasLive
+                  ? 'credential change listener back; token cache on again'
+                  : 'credential change listener live; token cache on',
+              );
+            } else {
               logger.warn(
                 { err: error },
-                'credential change listener lost; token cache off until it reconnects',
+                'credential change listener down; token cache off until it is back',
               );
+            }
+            wasLive ||= live;
           },
         }),
       );

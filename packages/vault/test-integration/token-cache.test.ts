@@ -12,12 +12,12 @@ import { before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadProviderCatalog, type ProviderCatalog, TokenSet } from '@tokenwarden/oauth';
 import { Keyring, parseKeyList } from '../src/crypto/keyring.ts';
-import { LISTENER_APPLICATION_NAME, PostgresNotifyFeed } from '../src/db/change-feed.ts';
+import { PostgresNotifyFeed } from '../src/db/change-feed.ts';
 import type { VaultDatabase } from '../src/db/database.ts';
 import type { CredentialWithTokens } from '../src/store/credentials.ts';
 import { VaultStore } from '../src/store/store.ts';
 import { TokenCache } from '../src/store/token-cache.ts';
-import { engines, withPostgresClient } from './support/databases.ts';
+import { engines, POSTGRES_URL, withPostgresClient } from './support/databases.ts';
 
 const T0 = 1_700_000_000_000;
 let catalog: ProviderCatalog;
@@ -64,7 +64,9 @@ async function setup(
   ];
   const keyring = new Keyring(parseKeyList(`k1:${randomBytes(32).toString('base64')}`));
   const cache = new TokenCache({ maxEntries: 100, maxAgeMs: 3_600_000 });
-  const feed = hereDb.changeFeed();
+  const feed = hereDb.changeFeed({
+    applicationName: `tw-test-feed-${randomBytes(4).toString('hex')}`,
+  });
   cache.attach(feed);
   t.after(() => cache.stop());
   if (feed instanceof PostgresNotifyFeed) await feed.ready();
@@ -118,7 +120,7 @@ async function setup(
     assert.equal(saved, true);
     return next;
   };
-  return { cache, feed, here, elsewhere, tenant, newCredential, serve, rotate };
+  return { cache, feed, hereDb, here, elsewhere, keyring, tenant, newCredential, serve, rotate };
 }
 
 const accessTokenOf = (value: CredentialWithTokens | undefined) => value?.tokenSet.accessToken;
@@ -195,25 +197,23 @@ for (const engine of engines()) {
 }
 
 describe('postgres: the change listener', () => {
-  test('while it is down nothing is served from memory; after it reconnects, changes made meanwhile are seen', async (t) => {
-    const postgres = engines()[1];
-    assert.ok(postgres);
-    const s = await setup(t, postgres);
+  const postgres = () => {
+    const engine = engines()[1];
+    assert.ok(engine);
+    return engine;
+  };
+
+  test('while it is down nothing is served from memory; once it is back, a change made meanwhile is seen', async (t) => {
+    const s = await setup(t, postgres());
     assert.ok(s.feed instanceof PostgresNotifyFeed);
     const { id, first } = await s.newCredential();
     await s.serve(id);
     assert.equal(accessTokenOf(await s.serve(id)), first.accessToken);
 
-    // Kill this test's listener (its backend listens; other tests' listeners run in other files).
-    const killed = await withPostgresClient(async (client) => {
-      const { rows } = await client.query<{ pid: number }>(
-        `select pid from pg_stat_activity where application_name = $1 and pid <> pg_backend_pid()`,
-        [LISTENER_APPLICATION_NAME],
-      );
-      for (const row of rows) await client.query('select pg_terminate_backend($1)', [row.pid]);
-      return rows.length;
-    });
-    assert.ok(killed >= 1, 'the listener was found by its application_name');
+    // Cut this feed's own connection (no other process's).
+    const pid = s.feed.backendPid;
+    assert.ok(pid !== undefined);
+    await withPostgresClient((client) => client.query('select pg_terminate_backend($1)', [pid]));
     await eventually(
       async () => s.feed.live,
       (live) => !live,
@@ -229,5 +229,83 @@ describe('postgres: the change listener', () => {
     const hits = s.cache.lookups.hit;
     assert.equal(accessTokenOf(await s.serve(id)), second.accessToken);
     assert.equal(s.cache.lookups.hit, hits + 1, 'served from memory again');
+  });
+
+  test('a listener that hears nothing (a pooler that drops LISTEN, a dead connection) never goes live, or goes down', async (t) => {
+    const database = await postgres().create(t);
+    await database.open(); // migrated: the schema exists
+    // The probe never reaches the listener: like PgBouncer in transaction mode.
+    const deaf = new PostgresNotifyFeed({
+      connectionString: POSTGRES_URL,
+      schema: database.databaseSchema,
+      notify: async () => undefined,
+      probeTimeoutMs: 300,
+    });
+    const deafCache = new TokenCache({ maxEntries: 10, maxAgeMs: 60_000 });
+    deafCache.attach(deaf);
+    t.after(() => deafCache.stop());
+    await assert.rejects(deaf.ready(1_500), /not live/);
+    assert.equal(deafCache.feedLive, false);
+
+    // Hears, then stops hearing: down within a probe period and its timeout.
+    let deliver = true;
+    const flaky = new PostgresNotifyFeed({
+      connectionString: POSTGRES_URL,
+      schema: database.databaseSchema,
+      notify: async (channel, payload) => {
+        if (deliver)
+          await withPostgresClient((client) =>
+            client.query('select pg_notify($1, $2)', [channel, payload]),
+          );
+      },
+      probeEveryMs: 100,
+      probeTimeoutMs: 300,
+    });
+    const flakyCache = new TokenCache({ maxEntries: 10, maxAgeMs: 60_000 });
+    flakyCache.attach(flaky);
+    t.after(() => flakyCache.stop());
+    await flaky.ready(5_000);
+    deliver = false;
+    await eventually(
+      async () => flaky.live,
+      (live) => !live,
+      'the feed going down when its probe is lost',
+    );
+    assert.equal(flakyCache.feedLive, false);
+    deliver = true;
+    await flaky.ready(10_000);
+  });
+
+  test("a token call racing this replica's own write, before its commit, does not keep the old row", async (t) => {
+    const s = await setup(t, postgres());
+    // No feed at all: only the write window can keep the old row out.
+    const cache = new TokenCache({ maxEntries: 10, maxAgeMs: 3_600_000 });
+    const here = new VaultStore(s.hereDb.db, s.keyring, catalog, { tokenCache: cache });
+    const { id } = await s.newCredential();
+    await here.credentials.getServing(s.tenant.id, id);
+    const next = tokens();
+    await here.db.transaction().execute(async (trx) => {
+      const current = await here.credentials.getWithTokens(s.tenant.id, id);
+      assert.ok(current);
+      assert.equal(
+        await here.credentials.saveTokens(
+          trx,
+          id,
+          current.version,
+          next,
+          { refreshed: true, nextRefreshAt: null },
+          T0,
+        ),
+        true,
+      );
+      // Another pool connection, before the commit: the old row.
+      const during = await here.credentials.getServing(s.tenant.id, id);
+      assert.notEqual(accessTokenOf(during), next.accessToken);
+    });
+    assert.equal(
+      accessTokenOf(await here.credentials.getServing(s.tenant.id, id)),
+      next.accessToken,
+      'after the commit the new token set, not the row read before it',
+    );
   });
 });

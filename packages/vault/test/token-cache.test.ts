@@ -87,7 +87,7 @@ describe('TokenCache', () => {
     assert.equal(cache.size, 0);
   });
 
-  test('entries expire after maxAgeMs whatever the feed says', () => {
+  test('entries expire after maxAgeMs (a monotonic clock) whatever the feed says', () => {
     let now = 0;
     const cache = new TokenCache({ maxEntries: 10, maxAgeMs: 1_000, now: () => now });
     read(cache, 'tn_a', 'cr_a', row('cr_a'));
@@ -140,13 +140,46 @@ describe('TokenCache', () => {
     feed.live = false;
     const during = cache.lookup('tn_a', 'cr_a');
     assert.deepEqual(during, { result: 'bypass', generation: -1 });
-    cache.fill(row('cr_b'), during.generation);
     assert.equal(cache.lookups.bypass, 1);
-    // The feed going down resets the cache (it calls reset()); a fill meanwhile is refused.
-    feed.sink?.reset();
+    // A read that began while the feed was live and ends while it is down is not stored,
+    // even with the generation it saw (no reset in between).
     feed.live = true;
+    const started = cache.lookup('tn_a', 'cr_b');
+    assert.ok(started.generation !== undefined);
+    feed.live = false;
+    cache.fill(row('cr_b'), started.generation);
+    feed.live = true;
+    assert.notEqual(cache.lookup('tn_a', 'cr_b').generation, undefined, 'cr_b was not stored');
+    // The feed going down resets the cache (it calls reset()).
+    feed.sink?.reset();
     assert.equal(cache.size, 0);
     assert.equal(read(cache, 'tn_a', 'cr_a', row('cr_a')).from, 'database');
+  });
+
+  test("this process's write keeps the credential out for the write window", () => {
+    let now = 0;
+    const cache = new TokenCache({
+      maxEntries: 10,
+      maxAgeMs: 60_000,
+      writeWindowMs: 2_000,
+      now: () => now,
+    });
+    read(cache, 'tn_a', 'cr_a', row('cr_a'));
+    cache.written('cr_a');
+    // A read on another connection before the commit sees the old row: it must not stay.
+    const during = cache.lookup('tn_a', 'cr_a');
+    assert.ok(during.generation !== undefined, 'not served');
+    cache.fill(row('cr_a', 'tn_a', 'old'), during.generation);
+    now = 1_999;
+    assert.notEqual(cache.lookup('tn_a', 'cr_a').generation, undefined, 'still not cached');
+    assert.equal(cache.peek('tn_a', 'cr_a'), undefined);
+    now = 2_000;
+    const after = read(cache, 'tn_a', 'cr_a', row('cr_a', 'tn_a', 'new'));
+    assert.equal(after.from, 'database');
+    assert.equal(read(cache, 'tn_a', 'cr_a', row('cr_a')).value.tokenSet.accessToken, 'new');
+    // Other credentials are not affected by the window.
+    read(cache, 'tn_a', 'cr_b', row('cr_b'));
+    assert.equal(read(cache, 'tn_a', 'cr_b', row('cr_b')).from, 'cache');
   });
 
   test('changes from the feed drop their entry', () => {

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { ChangeFeed } from '../store/token-cache.ts';
 import { PostgresNotifyFeed, SqliteDataVersionFeed } from './change-feed.ts';
@@ -16,7 +16,11 @@ export interface VaultDatabase {
   /** Where the data lives, without credentials: for logs. */
   readonly description: string;
   /** A feed of other writers' credential changes, for the token cache (not started). */
-  changeFeed(options?: { onState?: (live: boolean, error?: unknown) => void }): ChangeFeed;
+  changeFeed(options?: {
+    onState?: (live: boolean, error?: unknown) => void;
+    /** PostgreSQL: the listener connection's application_name. */
+    applicationName?: string;
+  }): ChangeFeed;
   close(): Promise<void>;
 }
 
@@ -130,6 +134,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   await migrateToLatest(db as Kysely<unknown>, 'postgres', schema);
   const connectionString = options.databaseUrl;
+  // The schema the trigger names in its notifications: where `credentials` really
+  // is, which the server's search_path decides when no schema is configured.
+  const located = await sql<{ schema: string }>`
+    select n.nspname as schema from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.oid = to_regclass('credentials')`.execute(db);
+  const tableSchema = located.rows[0]?.schema ?? schema;
   return {
     db,
     dialect: 'postgres',
@@ -137,8 +147,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
     changeFeed: (feed) =>
       new PostgresNotifyFeed({
         connectionString,
-        schema,
+        schema: tableSchema,
+        notify: async (channel, payload) => {
+          await sql`select pg_notify(${channel}, ${payload})`.execute(db);
+        },
         ...(feed?.onState === undefined ? {} : { onState: feed.onState }),
+        ...(feed?.applicationName === undefined ? {} : { applicationName: feed.applicationName }),
       }),
     close: () => db.destroy(),
   };

@@ -186,7 +186,8 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     },
     // The token cache's change feed on PostgreSQL (db/change-feed.ts): every commit that
     // changes what the token endpoint would answer for a credential (its token set, whose
-    // version grows on every write, or its status) or deletes it notifies the listening
+    // version grows on every write, or its status; a re-encryption too, harmlessly) or
+    // deletes it notifies the listening
     // replicas. NOTIFY is sent at commit, so a listener never hears of a change it cannot
     // read yet. SQLite needs nothing: the feed polls `PRAGMA data_version`.
     '0004_credential_notify': {
@@ -201,7 +202,8 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           END $$`.execute(db);
         await sql`
           CREATE TRIGGER credentials_changed AFTER UPDATE ON credentials FOR EACH ROW
-          WHEN (OLD.version IS DISTINCT FROM NEW.version OR OLD.status IS DISTINCT FROM NEW.status)
+          WHEN (OLD.version IS DISTINCT FROM NEW.version OR OLD.status IS DISTINCT FROM NEW.status
+                OR OLD.token_enc IS DISTINCT FROM NEW.token_enc)
           EXECUTE FUNCTION tokenwarden_credential_changed()`.execute(db);
         await sql`
           CREATE TRIGGER credentials_deleted AFTER DELETE ON credentials FOR EACH ROW

@@ -112,14 +112,17 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       done();
       return;
     }
-    deps.store.tenants.authenticate(key, now()).then((principal) => {
-      if (principal === undefined) {
-        done(new VaultError('unauthorized', 'unknown or revoked API key'));
-        return;
-      }
-      request.principal = principal;
-      done();
-    }, done);
+    deps.store.tenants.authenticate(key, now()).then(
+      (principal) => {
+        if (principal === undefined) {
+          done(new VaultError('unauthorized', 'unknown or revoked API key'));
+          return;
+        }
+        request.principal = principal;
+        done();
+      },
+      (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+    );
   };
 
   await app.register(

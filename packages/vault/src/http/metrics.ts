@@ -108,6 +108,14 @@ export function createMetrics(store: VaultStore, now: () => number = Date.now): 
       },
     });
     new Gauge({
+      name: 'tokenwarden_token_cache_feed_live',
+      help: 'Whether this process hears other writers’ credential changes (1) or serves nothing from the token cache until it does again (0).',
+      registers,
+      collect() {
+        this.set(tokenCache.feedLive ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: 'tokenwarden_token_cache_entries',
       help: 'Credentials held decrypted in the token cache (this process).',
       registers,

@@ -49,19 +49,10 @@ export class AuthClientRepository {
   readonly #keyring: Cipher;
   readonly #catalog: ProviderCatalog;
 
-  readonly #onDelete: () => void;
-
-  constructor(
-    db: Kysely<Database>,
-    keyring: Cipher,
-    catalog: ProviderCatalog,
-    /** Called when an auth client is deleted (its credentials' rows go with it). */
-    onDelete: () => void = () => undefined,
-  ) {
+  constructor(db: Kysely<Database>, keyring: Cipher, catalog: ProviderCatalog) {
     this.#db = db;
     this.#keyring = keyring;
     this.#catalog = catalog;
-    this.#onDelete = onDelete;
   }
 
   /** Checks an auth client against its profile exactly as a refresh would use it. */
@@ -172,7 +163,6 @@ export class AuthClientRepository {
   }
 
   async delete(tenantId: string, id: string): Promise<boolean> {
-    this.#onDelete();
     const result = await this.#db
       .deleteFrom('auth_clients')
       .where('id', '=', id)

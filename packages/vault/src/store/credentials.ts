@@ -100,7 +100,7 @@ export class CredentialRepository {
 
   /** This process changed credential `id` (or is about to commit a change): drop it from the cache. */
   #changed(id: string): void {
-    this.#cache?.changed(id);
+    this.#cache?.written(id);
   }
 
   encryptTokens(id: string, tokenSet: TokenSet): string {

@@ -31,10 +31,7 @@ export class VaultStore {
     this.db = db;
     this.tokenCache = options.tokenCache;
     this.tenants = new TenantRepository(db);
-    // Deleting an auth client cascades to its credentials' rows.
-    this.authClients = new AuthClientRepository(db, keyring, catalog, () =>
-      this.tokenCache?.reset(),
-    );
+    this.authClients = new AuthClientRepository(db, keyring, catalog);
     this.connectSessions = new ConnectSessionRepository(db);
     this.credentials = new CredentialRepository(db, keyring, options.tokenCache);
     this.events = new EventRepository(db);

@@ -112,7 +112,7 @@ export class TenantRepository {
   ): Promise<void> {
     const id = apiKeyId(key);
     if (id === undefined) throw new Error('the admin key does not have the form twk_<id>_<secret>');
-    this.#keys.delete(id);
+    this.#forget(id);
     await this.#db
       .insertInto('api_keys')
       .values({
@@ -143,6 +143,14 @@ export class TenantRepository {
     return row !== undefined;
   }
 
+  /** Drops a cached key lookup and zeroes the key's bytes. */
+  #forget(id: string): void {
+    const cached = this.#keys.get(id);
+    if (cached === undefined) return;
+    cached.key.fill(0);
+    this.#keys.delete(id);
+  }
+
   /**
    * The key's owner from the cache of successful lookups, or undefined (then
    * `authenticate` reads the row). Synchronous: the hot path's first try.
@@ -151,10 +159,13 @@ export class TenantRepository {
     const id = apiKeyId(key);
     if (id === undefined) return undefined;
     const cached = this.#keys.get(id);
-    // Anything but a fresh entry with the same hash (a clock that went back, as in
-    // tests, included) reads the row.
-    if (cached === undefined || now >= cached.until || now < cached.until - API_KEY_CACHE_MS)
+    if (cached === undefined) return undefined;
+    // Anything but a fresh entry (a clock that went back, as in tests, included) reads
+    // the row; an expired entry goes, and with it the key's bytes.
+    if (now >= cached.until || now < cached.until - API_KEY_CACHE_MS) {
+      this.#forget(id);
       return undefined;
+    }
     const presented = Buffer.from(key, 'utf8');
     return presented.length === cached.key.length && timingSafeEqual(cached.key, presented)
       ? cached.info
@@ -177,7 +188,7 @@ export class TenantRepository {
       .where('id', '=', id)
       .executeTakeFirst();
     if (row === undefined || row.revoked_at !== null || !digestsEqual(row.key_hash, hash)) {
-      this.#keys.delete(id);
+      this.#forget(id);
       return undefined;
     }
     // Coarse: at most one write a minute per key, so the hot path stays read-only.
@@ -196,8 +207,13 @@ export class TenantRepository {
       createdAt: row.created_at,
       lastUsedAt: row.last_used_at,
     });
-    if (this.#keys.size >= API_KEY_CACHE_SIZE) this.#keys.clear();
-    this.#keys.set(id, { key: Buffer.from(key, 'utf8'), info, until: now + API_KEY_CACHE_MS });
+    if (this.#keys.size >= API_KEY_CACHE_SIZE)
+      for (const key of [...this.#keys.keys()]) this.#forget(key);
+    this.#forget(id);
+    // A buffer of its own (not a slice of Node's shared pool), zeroed when it goes.
+    const bytes = Buffer.alloc(Buffer.byteLength(key, 'utf8'));
+    bytes.write(key, 'utf8');
+    this.#keys.set(id, { key: bytes, info, until: now + API_KEY_CACHE_MS });
     return info;
   }
 
@@ -220,7 +236,7 @@ export class TenantRepository {
   }
 
   async revokeApiKey(tenantId: string, id: string, now: number): Promise<boolean> {
-    this.#keys.delete(id);
+    this.#forget(id);
     const result = await this.#db
       .updateTable('api_keys')
       .set({ revoked_at: now })
@@ -229,7 +245,7 @@ export class TenantRepository {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     // Again: a lookup that read the row before this update may have cached it meanwhile.
-    this.#keys.delete(id);
+    this.#forget(id);
     return Number(result.numUpdatedRows) === 1;
   }
 }

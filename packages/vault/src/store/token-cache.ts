@@ -31,6 +31,13 @@ export interface TokenCacheOptions {
   maxEntries: number;
   /** An entry is read again from the database after this long, whatever the feed says. */
   maxAgeMs: number;
+  /**
+   * After this process writes a credential, it is neither served from nor stored
+   * in the cache for this long (default 2 s): the write's transaction commits
+   * later, and a read on another connection meanwhile still sees the old row.
+   */
+  writeWindowMs?: number;
+  /** A monotonic clock in ms (default `performance.now`): a wall clock stepping back must not stretch maxAgeMs. */
   now?: () => number;
 }
 
@@ -59,18 +66,27 @@ export class TokenCache implements ChangeSink {
   readonly #now: () => number;
   #feed: ChangeFeed | undefined;
   #generation = 0;
+  /** Credentials this process wrote recently, until when they stay uncached. */
+  readonly #writing = new Map<string, number>();
+  readonly #writeWindowMs: number;
   /** Lookups by result since start, for /metrics. */
   readonly lookups: Record<CacheLookup, number> = { hit: 0, miss: 0, bypass: 0 };
 
   constructor(options: TokenCacheOptions) {
     this.#options = options;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? performance.now.bind(performance);
+    this.#writeWindowMs = options.writeWindowMs ?? 2_000;
   }
 
   /** Connects the feed of other writers' changes. Without one, only this process writes. */
   attach(feed: ChangeFeed): void {
     this.#feed = feed;
     feed.start(this);
+  }
+
+  /** Whether other writers' changes are being heard (no feed: only this process writes). */
+  get feedLive(): boolean {
+    return this.#feed?.live ?? true;
   }
 
   get size(): number {
@@ -120,6 +136,7 @@ export class TokenCache implements ChangeSink {
   }
 
   #fresh(tenantId: string, id: string): CredentialWithTokens | undefined {
+    if (this.#writing.size > 0 && this.#isWriting(id)) return undefined;
     const entry = this.#entries.get(id);
     if (entry === undefined || entry.value.record.tenantId !== tenantId) return undefined;
     if (this.#now() - entry.filledAt < this.#options.maxAgeMs) return entry.value;
@@ -131,12 +148,39 @@ export class TokenCache implements ChangeSink {
   fill(value: CredentialWithTokens, generation: number): void {
     if (generation !== this.#generation || this.#options.maxEntries <= 0) return;
     if (this.#feed !== undefined && !this.#feed.live) return;
+    if (this.#isWriting(value.record.id)) return;
     this.#entries.delete(value.record.id);
     if (this.#entries.size >= this.#options.maxEntries) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
     }
     this.#entries.set(value.record.id, { value, filledAt: this.#now() });
+  }
+
+  /**
+   * This process is writing credential `id` (called before the statement, inside
+   * its transaction): dropped now, and kept out of the cache until the write
+   * window has passed, by when its transaction has committed. (SQLite needs no
+   * window, its one connection serializes, and PostgreSQL's NOTIFY at the commit
+   * drops a row read before it anyway; the window closes the milliseconds
+   * between, so a DELETE answered here is never followed by this replica
+   * serving the token.)
+   */
+  written(id: string): void {
+    const now = this.#now();
+    if (this.#writing.size >= 1_000) {
+      for (const [key, until] of this.#writing) if (until <= now) this.#writing.delete(key);
+    }
+    this.#writing.set(id, now + this.#writeWindowMs);
+    this.changed(id);
+  }
+
+  #isWriting(id: string): boolean {
+    const until = this.#writing.get(id);
+    if (until === undefined) return false;
+    if (this.#now() < until) return true;
+    this.#writing.delete(id);
+    return false;
   }
 
   /** Credential `id` changed (or may have): drop it, and keep reads under way from storing it. */
