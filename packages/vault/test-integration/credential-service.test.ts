@@ -150,6 +150,24 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
   }
 }
 
+/** Makes the credential due and claims it as the background refresher would. */
+async function claimNow(f: Fixture, id: string) {
+  await f.store.db
+    .updateTable('credentials')
+    .set({ next_refresh_at: Date.now() - 1 })
+    .where('id', '=', id)
+    .execute();
+  const [claim] = await f.store.credentials.claimDue({
+    providerId: 'oauth2',
+    owner: 'service-test~1',
+    now: Date.now(),
+    leaseMs: 30_000,
+    limit: 10,
+  });
+  assert.equal(claim?.id, id);
+  return claim;
+}
+
 async function tokensOf(f: Fixture, id: string): Promise<TokenSet> {
   const current = await f.store.credentials.getWithTokens(f.tenantId, id);
   assert.ok(current, `credential ${id} exists`);
@@ -198,19 +216,7 @@ for (const engine of engines()) {
       );
 
       // The background refresher's refresh: the same, told as a skipped claim.
-      await f.store.db
-        .updateTable('credentials')
-        .set({ next_refresh_at: Date.now() - 1 })
-        .where('id', '=', claimedId)
-        .execute();
-      const [claim] = await f.store.credentials.claimDue({
-        providerId: 'oauth2',
-        owner: 'service-test~1',
-        now: Date.now(),
-        leaseMs: 30_000,
-        limit: 10,
-      });
-      assert.equal(claim?.id, claimedId);
+      const claim = await claimNow(f, claimedId);
       const refreshes = f.provider.counters().refreshes;
       const deciding = f.service.refreshClaimed(claim);
       await until('the provider rotated the claimed token', () => {
@@ -263,19 +269,7 @@ for (const engine of engines()) {
       assert.equal(logged.level, 50);
 
       // The background refresher's refresh: the same.
-      await f.store.db
-        .updateTable('credentials')
-        .set({ next_refresh_at: Date.now() - 1 })
-        .where('id', '=', claimedId)
-        .execute();
-      const [claim] = await f.store.credentials.claimDue({
-        providerId: 'oauth2',
-        owner: 'service-test~1',
-        now: Date.now(),
-        leaseMs: 30_000,
-        limit: 10,
-      });
-      assert.equal(claim?.id, claimedId);
+      const claim = await claimNow(f, claimedId);
       f.limits.failures = 1;
       const decision = await f.service.refreshClaimed(claim);
       assert.equal(decision.outcome, 'backed_off');
