@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon, { type Result } from 'autocannon';
 import { Agent } from 'undici';
+import { machineCpu, sampleProcess } from './scale-support.ts';
 import { numberArg, report } from './support.ts';
 import {
   assertPostgresReachable,
@@ -70,6 +71,8 @@ const baseline = stringArg('baseline', '');
 interface Target {
   name: string;
   url: string;
+  /** The server's process, for its CPU time. */
+  pid: number;
   /** A vault's API, to read its /metrics after the run. */
   api?: VaultApi;
   headers: Record<string, string>;
@@ -89,6 +92,14 @@ interface RoundResult {
   p99: number;
   non2xx: number;
   errors: number;
+  /** The server process's CPU time (user + system) per request, µs. */
+  serverCpuUsPerRequest: number;
+  /** Its CPU time over the round's length: 1 is one core busy all along. */
+  serverCoreShare: number;
+  /** The same for this process (autocannon). */
+  loadGeneratorCoreShare: number;
+  /** Both cores: busy time over all time (/proc/stat). */
+  machineBusyShare: number;
 }
 
 const agent = new Agent({ connections: 16 });
@@ -110,6 +121,7 @@ try {
   const authHeader = `Bearer ${newAdminKey()}`;
   targets.push({
     name: 'hello-world',
+    pid: hello.pid,
     url: String(hello.info.url),
     headers: { authorization: authHeader, 'content-type': 'application/json' },
   });
@@ -151,6 +163,7 @@ try {
     if (typeof first.access_token !== 'string') throw new Error('no access token');
     targets.push({
       name,
+      pid: vault.child.pid,
       api,
       url: `${vault.url}${path}`,
       headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
@@ -186,7 +199,13 @@ try {
   for (let r = 0; r < rounds; r++) {
     const order = targets.map((_, i) => targets[(i + r) % targets.length] as Target);
     for (const target of order) {
+      const serverBefore = sampleProcess(target.pid)?.cpuMs ?? 0;
+      const generatorBefore = process.cpuUsage();
+      const machineBefore = machineCpu();
       const result = await run(target, seconds);
+      const serverMs = (sampleProcess(target.pid)?.cpuMs ?? 0) - serverBefore;
+      const generator = process.cpuUsage(generatorBefore);
+      const machineAfter = machineCpu();
       const row: RoundResult = {
         round: r + 1,
         target: target.name,
@@ -197,6 +216,16 @@ try {
         p99: result.latency.p99,
         non2xx: result.non2xx,
         errors: result.errors,
+        serverCpuUsPerRequest: round((serverMs * 1000) / result.requests.total, 1),
+        serverCoreShare: round(serverMs / (result.duration * 1000), 2),
+        loadGeneratorCoreShare: round(
+          (generator.user + generator.system) / 1000 / (result.duration * 1000),
+          2,
+        ),
+        machineBusyShare: round(
+          (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total),
+          2,
+        ),
       };
       results.push(row);
       process.stderr.write(`${JSON.stringify(row)}\n`);
@@ -223,6 +252,10 @@ try {
           p99Ms: median(mine.map((r) => r.p99)),
           non2xx: mine.reduce((n, r) => n + r.non2xx, 0),
           errors: mine.reduce((n, r) => n + r.errors, 0),
+          serverCpuUsPerRequest: median(mine.map((r) => r.serverCpuUsPerRequest)),
+          serverCoreShare: median(mine.map((r) => r.serverCoreShare)),
+          loadGeneratorCoreShare: median(mine.map((r) => r.loadGeneratorCoreShare)),
+          machineBusyShare: median(mine.map((r) => r.machineBusyShare)),
         },
       ];
     }),
@@ -235,6 +268,10 @@ try {
       p99Ms: number;
       non2xx: number;
       errors: number;
+      serverCpuUsPerRequest: number;
+      serverCoreShare: number;
+      loadGeneratorCoreShare: number;
+      machineBusyShare: number;
     }
   >;
   // Per round, each vault against the hello-world run of the same round.
