@@ -10,6 +10,7 @@
  * rotates each round, so drift in the machine's load hits all targets alike).
  *   node bench/s2-token-api.ts [--connections 10] [--seconds 5] [--rounds 4] [--warmup 3]
  *                              [--log-level warn] [--pin] [--baseline <vault-process.ts>]
+ *                              [--cpu-prof <dir>]
  *
  * Goal: vault requests/s ≥ 0.6 × hello-world requests/s, for each database.
  */
@@ -67,6 +68,8 @@ const HELLO = fileURLToPath(new URL('./fastify-hello.ts', import.meta.url));
  * before and after, side by side in one run.
  */
 const baseline = stringArg('baseline', '');
+/** `--cpu-prof <dir>`: each vault writes a V8 CPU profile into `<dir>/<target>/` when it stops. */
+const cpuProfileDir = stringArg('cpu-prof', '');
 
 interface Target {
   name: string;
@@ -148,6 +151,13 @@ try {
         adminKey,
         logLevel,
         ...(backend === 'postgres' ? { databaseUrl: SHARED_DATABASE_URL, schema } : {}),
+        ...(cpuProfileDir === ''
+          ? {}
+          : {
+              env: {
+                NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(cpuProfileDir, name)}`,
+              },
+            }),
       },
       1,
       vaultProcess,
