@@ -678,6 +678,8 @@ export class CredentialService {
     if (expected !== undefined && current.tokenSet.accessToken !== expected)
       return current.tokenSet;
     assertUsable(current.record, force);
+    if (held.priority === 'interactive' && !force)
+      assertNotCoolingDown(current.record, this.#now());
     const { record: authClient, client } = await this.#client(
       tenantId,
       current.record.authClientId,
@@ -1087,6 +1089,33 @@ async function stillStored(trx: Transaction<Database>, id: string): Promise<bool
 
 /** A stored answer must be written before the lease ends: stop retrying this long before. */
 const COMMIT_RETRY_MARGIN_MS = 2_000;
+
+/**
+ * After a refresh failed because the provider misbehaved (down, overloaded, an
+ * answer that is not a token response), token-endpoint callers do not ask it
+ * again for this long: each call would otherwise be one more provider request
+ * (with its own retries) during an outage, from every caller of every replica.
+ * The background refresher keeps its own backoff; a forced refresh
+ * (`POST /v1/credentials/:id/refresh`) is not held back.
+ */
+export const CALLER_RETRY_GAP_MS = 1_000;
+
+/** The 503 of a call held back by CALLER_RETRY_GAP_MS: expected during an outage, so not logged as an error. */
+export class ProviderCoolingDown extends TokenEndpointError {}
+const PROVIDER_TROUBLE = new Set(['token_endpoint_unavailable', 'invalid_token_response']);
+
+/** Throws a 503 without calling the provider while its last failure is too recent. */
+function assertNotCoolingDown(record: CredentialRecord, now: number): void {
+  const last = record.lastError;
+  if (last === null || record.failureCount === 0 || !PROVIDER_TROUBLE.has(last.code)) return;
+  const waitMs = last.at + CALLER_RETRY_GAP_MS - now;
+  if (waitMs <= 0) return;
+  throw new ProviderCoolingDown(
+    'token_endpoint_unavailable',
+    `credential ${record.id}: the provider failed ${Math.max(0, now - last.at)} ms ago (${last.code}); it is asked again ${CALLER_RETRY_GAP_MS / 1000} s after a failure at the soonest: retry in ${Math.ceil(waitMs / 1000)} s`,
+    { retryAfterSeconds: Math.ceil(waitMs / 1000), credentialId: record.id },
+  );
+}
 
 /** Why a token must be refreshed before it is handed out, or undefined. */
 export function refreshTrigger(

@@ -1,4 +1,9 @@
-import { ERROR_CODES, type ErrorCode, TokenwardenError } from '@tokenwarden/oauth';
+import {
+  ERROR_CODES,
+  type ErrorCode,
+  TokenEndpointError,
+  TokenwardenError,
+} from '@tokenwarden/oauth';
 
 /**
  * The vault's own error codes, beside those of @tokenwarden/oauth (ERROR_CODES).
@@ -36,6 +41,8 @@ export interface HttpError {
   status: number;
   code: string;
   message: string;
+  /** For a 503 from a provider's trouble: when asking again may help (the `Retry-After` header). */
+  retryAfterSeconds?: number;
 }
 
 /** Maps any thrown value to the API's error answer. Unknown errors say nothing of their insides. */
@@ -48,7 +55,14 @@ export function toHttpError(error: unknown): HttpError {
     };
   if (error instanceof TokenwardenError) {
     const code: ErrorCode = error.code;
-    return { status: ERROR_CODES[code].status, code, message: error.message };
+    const status = ERROR_CODES[code].status;
+    const retryAfter = error instanceof TokenEndpointError ? error.retryAfterSeconds : undefined;
+    return {
+      status,
+      code,
+      message: error.message,
+      ...(status === 503 && retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
+    };
   }
   const fastify = error as {
     validation?: unknown;

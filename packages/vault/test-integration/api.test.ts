@@ -14,6 +14,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CALLER_RETRY_GAP_MS } from '../src/credential-service.ts';
 import {
   type ApiResponse,
   assertError,
@@ -568,6 +570,19 @@ describe('providers, auth clients, connect sessions, credentials', () => {
       assert.equal(credential.json.lastError.code, 'token_endpoint_unavailable');
       assert.match(credential.json.lastError.at, ISO);
 
+      // Asked again at once: held back without a provider request, told when to retry.
+      const asked = t.provider.counters().tokenRequests.refresh_token;
+      const held = await accessToken(t, credentialId, { staleAccessToken: first });
+      assertError(held, 503, 'token_endpoint_unavailable');
+      assert.match(held.json.error.message, /asked again 1 s after a failure/);
+      assert.equal(held.headers.get('retry-after'), '1');
+      assert.equal(t.provider.counters().tokenRequests.refresh_token, asked, 'no provider request');
+      assert.equal(
+        (await t.api('GET', `/v1/credentials/${credentialId}`)).json.lastError.at,
+        credential.json.lastError.at,
+        'not recorded as another failure',
+      );
+
       // Only expiring, not rejected: the token still works, so it is served.
       const now = Date.now();
       await t.rewriteTokens(credentialId, (stored) => ({
@@ -581,6 +596,8 @@ describe('providers, auth clients, connect sessions, credentials', () => {
     } finally {
       t.provider.faults.clear(fault);
     }
+    // Once the gap after the last failure has passed, the provider is asked again.
+    await sleep(CALLER_RETRY_GAP_MS);
     // One failure, then success: retried within the same call.
     t.provider.faults.inject({ kind: 'status', status: 503 }, { times: 1 });
     const retried = await accessToken(t, credentialId, { staleAccessToken: first });

@@ -9,7 +9,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { ConnectFlow } from '../connect-flow.ts';
-import type { CredentialService } from '../credential-service.ts';
+import { type CredentialService, ProviderCoolingDown } from '../credential-service.ts';
 import type { EndpointPolicy } from '../endpoint-policy.ts';
 import { toHttpError, VaultError } from '../errors.ts';
 import { LazyChildLogger, pathOf } from '../logger.ts';
@@ -83,7 +83,11 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   app.setErrorHandler((error, request, reply) => {
     const http = toHttpError(error);
-    if (http.status >= 500) request.log.error({ err: error, code: http.code }, 'request failed');
+    if (error instanceof ProviderCoolingDown) request.log.debug({ code: http.code }, http.message);
+    else if (http.status >= 500)
+      request.log.error({ err: error, code: http.code }, 'request failed');
+    if (http.retryAfterSeconds !== undefined)
+      void reply.header('retry-after', String(http.retryAfterSeconds));
     void reply.status(http.status).send({ error: { code: http.code, message: http.message } });
   });
   app.setNotFoundHandler((request, reply) => {
