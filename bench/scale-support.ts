@@ -265,6 +265,7 @@ export async function insertCredentials(
       last_error_code: null,
       last_error_message: null,
       last_error_at: null,
+      last_error_in_doubt: 0,
       flags: JSON.stringify({ missingRefreshToken: false }),
       scope: row.tokenSet.scope ?? null,
       lease_owner: null,

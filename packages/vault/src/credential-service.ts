@@ -682,10 +682,8 @@ export class CredentialService {
       tenantId,
       current.record.authClientId,
     );
-    // Not where refresh tokens rotate with a grace period: after a timeout the provider
-    // may have rotated already, and only a prompt retry within the grace keeps the grant.
-    if (held.priority === 'interactive' && !force && client.profile.rotation !== 'rotating')
-      assertNotCoolingDown(current.record, this.#now());
+    if (held.priority === 'interactive' && !force)
+      assertNotCoolingDown(current.record, client.profile.rotation, this.#now());
     const provider = client.profile.id;
     const reason = trigger === 'scheduled' ? scheduleReason(current, client, this.#now()) : trigger;
     const refreshToken = current.tokenSet.refreshToken;
@@ -1047,7 +1045,14 @@ export class CredentialService {
       await this.#store.credentials.recordFailure(
         trx,
         id,
-        { code, message, nextRefreshAt: nextAt, counted: true, decision },
+        {
+          code,
+          message,
+          inDoubt: error instanceof TokenEndpointError && error.inDoubt,
+          nextRefreshAt: nextAt,
+          counted: true,
+          decision,
+        },
         now,
       );
       if (!(await stillStored(trx, id))) return false;
@@ -1098,11 +1103,11 @@ const COMMIT_RETRY_MARGIN_MS = 2_000;
  * again for this long: each call would otherwise be one more provider request
  * (with its own retries) during an outage, from every caller of every replica.
  * The background refresher keeps its own backoff; a forced refresh
- * (`POST /v1/credentials/:id/refresh`) is not held back, nor are profiles with
- * `rotation: rotating` (a grace period): there a failure may be a timeout after
- * the provider rotated, and the first retry once it answers again must come as
- * soon as it can, within the grace (bench/r2-provider-faults.ts: with the hold on
- * `microsoft`, a 12-s latency fault against its 10-s grace lost 1 of 4 grants).
+ * (`POST /v1/credentials/:id/refresh`) is not held back, nor is a failure that
+ * got no answer (a timeout, a reset) on a profile with `rotation: rotating`: the
+ * provider may have rotated, and the first retry once it answers again must come
+ * as soon as it can, within the grace (bench/r2-provider-faults.ts: holding those
+ * on `microsoft`, a 12-s latency fault against its 10-s grace lost 1 of 4 grants).
  */
 export const CALLER_RETRY_GAP_MS = 1_000;
 
@@ -1111,9 +1116,17 @@ export class ProviderCoolingDown extends TokenEndpointError {}
 const PROVIDER_TROUBLE = new Set(['token_endpoint_unavailable', 'invalid_token_response']);
 
 /** Throws a 503 without calling the provider while its last failure is too recent. */
-function assertNotCoolingDown(record: CredentialRecord, now: number): void {
+function assertNotCoolingDown(
+  record: CredentialRecord,
+  rotation: 'none' | 'rotating' | 'single-use',
+  now: number,
+): void {
   const last = record.lastError;
   if (last === null || record.failureCount === 0 || !PROVIDER_TROUBLE.has(last.code)) return;
+  // A request that got no answer, where refresh tokens rotate with a grace period: the
+  // provider may have rotated already, and only a prompt retry within the grace keeps
+  // the grant.
+  if (last.inDoubt && rotation === 'rotating') return;
   const waitMs = last.at + CALLER_RETRY_GAP_MS - now;
   if (waitMs <= 0) return;
   throw new ProviderCoolingDown(

@@ -606,6 +606,31 @@ describe('providers, auth clients, connect sessions, credentials', () => {
     assert.equal((await t.api('GET', `/v1/credentials/${credentialId}`)).json.lastError, null);
   });
 
+  test('access-token: a request that got no answer is not held back where refresh tokens rotate with a grace', async () => {
+    // The harness's profile, oauth2, rotates with a grace period: after a reset the
+    // provider may have rotated, so the next call asks it again at once.
+    const credentialId = await t.connectAccount();
+    const first = (await accessToken(t, credentialId)).json.access_token;
+    const fault = t.provider.faults.inject({ kind: 'reset' });
+    try {
+      assertError(
+        await accessToken(t, credentialId, { staleAccessToken: first }),
+        503,
+        'token_endpoint_unavailable',
+      );
+      const asked = t.provider.counters().tokenRequests.refresh_token;
+      assertError(
+        await accessToken(t, credentialId, { staleAccessToken: first }),
+        503,
+        'token_endpoint_unavailable',
+      );
+      assert.ok(t.provider.counters().tokenRequests.refresh_token > asked, 'asked again at once');
+    } finally {
+      t.provider.faults.clear(fault);
+    }
+    await sleep(CALLER_RETRY_GAP_MS);
+  });
+
   test('PUT keys: a bare token response or {oauth: {…}}; omitted members are kept', async () => {
     const credentialId = await t.connectAccount();
     const before = await t.tokensOf(credentialId);

@@ -207,7 +207,13 @@ for (const engine of engines()) {
         }>`select name from kysely_migration`.execute(second.db);
         assert.deepEqual(
           migrations.rows.map((row) => row.name),
-          ['0001_initial', '0002_refresher', '0003_webhooks', '0004_credential_notify'],
+          [
+            '0001_initial',
+            '0002_refresher',
+            '0003_webhooks',
+            '0004_credential_notify',
+            '0005_last_error_in_doubt',
+          ],
         );
         const again = new VaultStore(third.db, await fileCipher(database.dataDir), catalog);
         await again.tenants.ensureDefaultTenant(T0 + 1);
@@ -243,7 +249,7 @@ for (const engine of engines()) {
           const rows = await sql<{
             n: number;
           }>`select count(*)::int as n from kysely_migration`.execute(a.db);
-          assert.equal(rows.rows[0]?.n, 4);
+          assert.equal(rows.rows[0]?.n, 5);
           await b.db.selectFrom('credentials').selectAll().execute();
         });
       }

@@ -210,6 +210,17 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           EXECUTE FUNCTION tokenwarden_credential_changed()`.execute(db);
       },
     },
+    // Whether the last failed refresh may have been done by the provider anyway (no
+    // answer came back): the token endpoint's hold after provider trouble spares those
+    // on rotating profiles, whose grace period wants a prompt retry.
+    '0005_last_error_in_doubt': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .alterTable('credentials')
+          .addColumn('last_error_in_doubt', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+      },
+    },
   };
 }
 

@@ -85,6 +85,8 @@ export interface CredentialsTable {
   last_error_code: string | null;
   last_error_message: string | null;
   last_error_at: number | null;
+  /** 1 when the last error was a request that went out and got no answer (a timeout, a reset). */
+  last_error_in_doubt: number;
   /** JSON object of flags (`missingRefreshToken`). */
   flags: string;
   /** Non-secret response members worth listing (scope). */

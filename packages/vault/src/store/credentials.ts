@@ -19,7 +19,8 @@ export interface CredentialRecord {
   expiresAt: number | null;
   lastRefreshAt: number | null;
   refreshCount: number;
-  lastError: { code: string; message: string; at: number } | null;
+  /** `inDoubt`: the request went out and no answer came back (the provider may have done it). */
+  lastError: { code: string; message: string; at: number; inDoubt: boolean } | null;
   flags: CredentialFlags;
   scope: string | null;
   nextRefreshAt: number | null;
@@ -133,6 +134,7 @@ export class CredentialRepository {
       last_error_code: null,
       last_error_message: null,
       last_error_at: null,
+      last_error_in_doubt: 0,
       flags: JSON.stringify(row.flags),
       scope: row.tokenSet.scope ?? null,
       lease_owner: null,
@@ -362,6 +364,7 @@ export class CredentialRepository {
         last_error_code: null,
         last_error_message: null,
         last_error_at: null,
+        last_error_in_doubt: 0,
         failure_count: 0,
         next_refresh_at: changes.nextRefreshAt,
         updated_at: now,
@@ -392,6 +395,8 @@ export class CredentialRepository {
     failure: {
       code: string;
       message: string;
+      /** The request went out and no answer came back. */
+      inDoubt?: boolean;
       status?: CredentialStatus;
       statusReason?: string;
       leaseOwner?: string;
@@ -410,6 +415,7 @@ export class CredentialRepository {
         last_error_code: failure.code,
         last_error_message: failure.message,
         last_error_at: now,
+        last_error_in_doubt: failure.inDoubt === true ? 1 : 0,
         updated_at: now,
         ...(failure.counted === true ? { failure_count: eb('failure_count', '+', 1) } : {}),
         ...(failure.decision === undefined
@@ -498,6 +504,7 @@ function toRecord(row: CredentialsTable): CredentialRecord {
             code: row.last_error_code,
             message: row.last_error_message ?? '',
             at: row.last_error_at,
+            inDoubt: row.last_error_in_doubt === 1,
           },
     flags: JSON.parse(row.flags) as CredentialFlags,
     scope: row.scope,
