@@ -878,6 +878,7 @@ for (const engine of engines()) {
           code: 'reauth_required',
           message: 'invalid_grant',
           at: T0 + 5,
+          inDoubt: false,
         });
         assert.equal(current?.record.nextRefreshAt, null);
         assert.equal(current?.tokenSet.accessToken, tokens.accessToken);
