@@ -19,9 +19,9 @@ import type { MintedGrant } from '@tokenwarden/testing';
 import pg from 'pg';
 import { Keyring, parseKeyList } from '../packages/vault/src/crypto/keyring.ts';
 import { openDatabase } from '../packages/vault/src/db/database.ts';
-import type { CredentialsTable } from '../packages/vault/src/db/schema.ts';
 import { VaultStore } from '../packages/vault/src/store/store.ts';
 import {
+  assertPostgresReachable,
   baseEnvironment,
   type Child,
   killChild,
@@ -176,23 +176,6 @@ export async function replicaStats(child: Child, timeoutMs = 10_000): Promise<Re
 
 // ---------------------------------------------------------------- database
 
-/** Fails with a clear message when the PostgreSQL server is not there: never skips. */
-export async function assertPostgresReachable(databaseUrl: string): Promise<void> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-  } catch (error) {
-    const where = new URL(databaseUrl);
-    throw new Error(
-      `PostgreSQL is not reachable at ${where.host}${where.pathname} (${error instanceof Error ? error.message : String(error)}); ` +
-        'this benchmark needs it (start PostgreSQL on 127.0.0.1:5432, or set TOKENWARDEN_TEST_DATABASE_URL)',
-    );
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
@@ -251,33 +234,19 @@ export async function insertCredentials(
   batch = 1000,
 ): Promise<void> {
   for (let start = 0; start < rows.length; start += batch) {
-    const values: CredentialsTable[] = rows.slice(start, start + batch).map((row) => ({
-      id: row.id,
-      tenant_id: row.tenantId,
-      auth_client_id: row.authClientId,
-      status: 'active',
-      status_reason: null,
-      token_enc: store.credentials.encryptTokens(row.id, row.tokenSet),
-      version: 1,
-      expires_at: row.tokenSet.expiresAtMs ?? null,
-      last_refresh_at: null,
-      refresh_count: 0,
-      last_error_code: null,
-      last_error_message: null,
-      last_error_at: null,
-      last_error_in_doubt: 0,
-      flags: JSON.stringify({ missingRefreshToken: false }),
-      scope: row.tokenSet.scope ?? null,
-      lease_owner: null,
-      lease_until: null,
-      next_refresh_at: row.nextRefreshAt,
-      created_at: now,
-      updated_at: now,
-      failure_count: 0,
-      last_decision: null,
-      last_decision_at: null,
-      lease_taken_from: null,
-    }));
+    const values = rows.slice(start, start + batch).map((row) =>
+      store.credentials.newRow(
+        {
+          id: row.id,
+          tenantId: row.tenantId,
+          authClientId: row.authClientId,
+          tokenSet: row.tokenSet,
+          flags: { missingRefreshToken: false },
+          nextRefreshAt: row.nextRefreshAt,
+        },
+        now,
+      ),
+    );
     await store.db.insertInto('credentials').values(values).execute();
   }
 }

@@ -586,6 +586,12 @@ export async function assertPostgresReachable(databaseUrl: string): Promise<void
   try {
     await client.connect();
     await client.query('select 1');
+  } catch (error) {
+    const where = new URL(databaseUrl);
+    throw new Error(
+      `PostgreSQL is not reachable at ${where.host}${where.pathname} (${error instanceof Error ? error.message : String(error)}); ` +
+        'this benchmark needs it (start PostgreSQL on 127.0.0.1:5432, or set TOKENWARDEN_TEST_DATABASE_URL)',
+    );
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -64,6 +64,16 @@ export type LeaseResult =
 
 const aad = (id: string) => `credential:${id}`;
 
+/** What a new credential is made of. */
+export interface NewCredential {
+  id: string;
+  tenantId: string;
+  authClientId: string;
+  tokenSet: TokenSet;
+  flags: CredentialFlags;
+  nextRefreshAt: number | null;
+}
+
 export class CredentialRepository {
   readonly #db: Kysely<Database>;
   readonly #keyring: Cipher;
@@ -108,19 +118,9 @@ export class CredentialRepository {
     return this.#keyring.encrypt(JSON.stringify(tokenSet.toStored()), aad(id));
   }
 
-  async create(
-    row: {
-      id: string;
-      tenantId: string;
-      authClientId: string;
-      tokenSet: TokenSet;
-      flags: CredentialFlags;
-      nextRefreshAt: number | null;
-    },
-    now: number,
-    trx?: Transaction<Database>,
-  ): Promise<CredentialRecord> {
-    const values: CredentialsTable = {
+  /** A new credential's row, token set encrypted: what `create` inserts (bulk seeding too). */
+  newRow(row: NewCredential, now: number): CredentialsTable {
+    return {
       id: row.id,
       tenant_id: row.tenantId,
       auth_client_id: row.authClientId,
@@ -147,6 +147,14 @@ export class CredentialRepository {
       last_decision_at: null,
       lease_taken_from: null,
     };
+  }
+
+  async create(
+    row: NewCredential,
+    now: number,
+    trx?: Transaction<Database>,
+  ): Promise<CredentialRecord> {
+    const values = this.newRow(row, now);
     await (trx ?? this.#db).insertInto('credentials').values(values).execute();
     return toRecord(values);
   }
