@@ -10,7 +10,7 @@
  * rotates each round, so drift in the machine's load hits all targets alike).
  *   node bench/s2-token-api.ts [--connections 10] [--seconds 5] [--rounds 4] [--warmup 3]
  *                              [--log-level warn] [--pin] [--baseline <vault-process.ts>]
- *                              [--cpu-prof <dir>]
+ *                              [--cpu-prof <dir>] [--vault-env KEY=VALUE,KEY=VALUE]
  *
  * Goal: vault requests/s ≥ 0.6 × hello-world requests/s, for each database.
  */
@@ -70,6 +70,20 @@ const HELLO = fileURLToPath(new URL('./fastify-hello.ts', import.meta.url));
 const baseline = stringArg('baseline', '');
 /** `--cpu-prof <dir>`: each vault writes a V8 CPU profile into `<dir>/<target>/` when it stops. */
 const cpuProfileDir = stringArg('cpu-prof', '');
+/**
+ * `--vault-env TOKENWARDEN_BACKGROUND_REFRESH=0,…`: more environment for every vault
+ * (the bench's own environment does not reach them), to see what a feature costs.
+ */
+const vaultEnv: Record<string, string> = Object.fromEntries(
+  stringArg('vault-env', '')
+    .split(',')
+    .filter((pair) => pair !== '')
+    .map((pair) => {
+      const at = pair.indexOf('=');
+      if (at <= 0) throw new Error(`--vault-env: ${pair} is not KEY=VALUE`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+);
 
 interface Target {
   name: string;
@@ -101,6 +115,8 @@ interface RoundResult {
   serverCoreShare: number;
   /** The same for this process (autocannon). */
   loadGeneratorCoreShare: number;
+  /** The same for the other servers, idle meanwhile (their timers, pools, listeners). */
+  idleServersCoreShare: number;
   /** Both cores: busy time over all time (/proc/stat). */
   machineBusyShare: number;
 }
@@ -151,13 +167,12 @@ try {
         adminKey,
         logLevel,
         ...(backend === 'postgres' ? { databaseUrl: SHARED_DATABASE_URL, schema } : {}),
-        ...(cpuProfileDir === ''
-          ? {}
-          : {
-              env: {
-                NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(cpuProfileDir, name)}`,
-              },
-            }),
+        env: {
+          ...vaultEnv,
+          ...(cpuProfileDir === ''
+            ? {}
+            : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(cpuProfileDir, name)}` }),
+        },
       },
       1,
       vaultProcess,
@@ -210,10 +225,14 @@ try {
     const order = targets.map((_, i) => targets[(i + r) % targets.length] as Target);
     for (const target of order) {
       const serverBefore = sampleProcess(target.pid)?.cpuMs ?? 0;
+      const others = targets.filter((t) => t !== target);
+      const othersCpuMs = () => others.reduce((n, t) => n + (sampleProcess(t.pid)?.cpuMs ?? 0), 0);
+      const othersBefore = othersCpuMs();
       const generatorBefore = process.cpuUsage();
       const machineBefore = machineCpu();
       const result = await run(target, seconds);
       const serverMs = (sampleProcess(target.pid)?.cpuMs ?? 0) - serverBefore;
+      const othersMs = othersCpuMs() - othersBefore;
       const generator = process.cpuUsage(generatorBefore);
       const machineAfter = machineCpu();
       const row: RoundResult = {
@@ -232,6 +251,7 @@ try {
           (generator.user + generator.system) / 1000 / (result.duration * 1000),
           2,
         ),
+        idleServersCoreShare: round(othersMs / (result.duration * 1000), 3),
         machineBusyShare: round(
           (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total),
           2,

@@ -473,6 +473,7 @@ describe('providers, auth clients, connect sessions, credentials', () => {
       'token_type',
     ]);
     assert.equal(answer.headers.get('cache-control'), 'no-store');
+    assert.equal(answer.headers.get('content-type'), 'application/json; charset=utf-8');
     assert.equal(answer.json.access_token, (await t.tokensOf(credentialId)).accessToken);
     assert.equal(answer.json.token_type, 'Bearer');
     assert.ok(Number.isInteger(answer.json.expires_at), 'expires_at is whole seconds');

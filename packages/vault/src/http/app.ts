@@ -103,9 +103,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     _reply: unknown,
     done: (error?: Error) => void,
   ): void => {
-    const header = request.headers.authorization;
-    const match = header === undefined ? null : /^Bearer\s+(\S+)$/i.exec(header);
-    const key = match?.[1];
+    const key = bearerKey(request.headers.authorization);
     if (key === undefined) {
       done(new VaultError('unauthorized', 'send an API key: Authorization: Bearer <key>'));
       return;
@@ -144,4 +142,15 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   });
   await registerOpsRoutes(app, deps);
   return app;
+}
+
+/** The credential of `Authorization: Bearer <key>` (scheme case-insensitive), or undefined. */
+export function bearerKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  // The usual spelling without the capturing, case-insensitive expression; any other through it.
+  if (header.startsWith('Bearer ')) {
+    const key = header.slice(7);
+    if (key !== '' && !/\s/.test(key)) return key;
+  }
+  return /^Bearer\s+(\S+)$/i.exec(header)?.[1];
 }

@@ -67,6 +67,29 @@ interface AuthClientBody {
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** A token response, from a bare object or `{oauth: {...}}` (any one key holding one). */
+const JSON_UTF8 = 'application/json; charset=utf-8';
+/** The token endpoint's answer per token set: a cached token set is answered without serializing again. */
+const answers = new WeakMap<TokenSet, string>();
+
+/**
+ * `POST /v1/credentials/:id/access-token`'s answer (the 200 schema above), as
+ * JSON text. Token sets are immutable, so it is made once per token set and
+ * lives as long as it does.
+ */
+export function accessTokenAnswer(tokenSet: TokenSet): string {
+  let answer = answers.get(tokenSet);
+  if (answer === undefined) {
+    answer = JSON.stringify({
+      access_token: tokenSet.accessToken,
+      token_type: tokenSet.authorizationScheme,
+      expires_at: tokenSet.expiresAt ?? null,
+      extra: tokenSet.extra,
+    });
+    answers.set(tokenSet, answer);
+  }
+  return answer;
+}
+
 function unwrapTokenResponse(body: unknown): TokenResponse {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new VaultError(
@@ -439,13 +462,8 @@ export async function registerApiRoutes(
       const tokenSet =
         service.cachedAccessToken(tenantId, request.params.id, options) ??
         (await service.accessToken(tenantId, request.params.id, options));
-      void reply.header('cache-control', 'no-store');
-      return {
-        access_token: tokenSet.accessToken,
-        token_type: tokenSet.authorizationScheme,
-        expires_at: tokenSet.expiresAt ?? null,
-        extra: tokenSet.extra,
-      };
+      void reply.header('cache-control', 'no-store').type(JSON_UTF8);
+      return accessTokenAnswer(tokenSet);
     },
   );
   api.put<{ Params: { id: string }; Body: Record<string, unknown> }>(
