@@ -456,14 +456,18 @@ export async function registerApiRoutes(
         },
       },
     },
-    async (request, reply) => {
+    // Not async: a token from the cache is sent at once, without a promise; anything
+    // else returns the promise of the answer (fastify sends what it resolves to).
+    (request, reply) => {
       const tenantId = tenantOf(request);
       const options = request.body ?? {};
-      const tokenSet =
-        service.cachedAccessToken(tenantId, request.params.id, options) ??
-        (await service.accessToken(tenantId, request.params.id, options));
       void reply.header('cache-control', 'no-store').type(JSON_UTF8);
-      return accessTokenAnswer(tokenSet);
+      const cached = service.cachedAccessToken(tenantId, request.params.id, options);
+      if (cached !== undefined) {
+        void reply.send(accessTokenAnswer(cached));
+        return;
+      }
+      return service.accessToken(tenantId, request.params.id, options).then(accessTokenAnswer);
     },
   );
   api.put<{ Params: { id: string }; Body: Record<string, unknown> }>(
