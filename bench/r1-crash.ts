@@ -68,16 +68,13 @@ import {
   killChild,
   log,
   numberListArg,
-  percentile,
-  round,
   runCleanups,
   type SeedRow,
   startProvider,
   startReplica,
   stopChild,
-  stringArg,
 } from './scale-support.ts';
-import { numberArg, report } from './support.ts';
+import { numberArg, percentile, report, round, stringArg } from './support.ts';
 
 /** The words the vault adds to a reauth_required reason after a takeover. */
 const INTERRUPTED =

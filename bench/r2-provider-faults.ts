@@ -33,7 +33,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
-import { numberArg, report } from './support.ts';
+import { numberArg, report, round, stringArg } from './support.ts';
 import {
   callResource,
   connectCredential,
@@ -42,12 +42,10 @@ import {
   newAdminKey,
   onCleanup,
   type ProviderCounters,
-  round,
   runCleanups,
   startProvider,
   startVaults,
   stopChild,
-  stringArg,
   VaultApi,
   type VaultEvent,
 } from './vault-support.ts';

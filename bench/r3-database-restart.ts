@@ -37,7 +37,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { Agent, request } from 'undici';
-import { numberArg, report } from './support.ts';
+import { numberArg, report, round, stringArg } from './support.ts';
 import {
   callResource,
   connectCredential,
@@ -46,12 +46,10 @@ import {
   newAdminKey,
   newMasterKeys,
   onCleanup,
-  round,
   runCleanups,
   startProvider,
   startVaults,
   stopChild,
-  stringArg,
   VaultApi,
   type VaultChild,
 } from './vault-support.ts';

@@ -59,9 +59,7 @@ import {
   machineCpu,
   numberListArg,
   type ProviderChild,
-  percentile,
   type ReplicaStats,
-  round,
   runCleanups,
   type SeedRow,
   sampleProcess,
@@ -69,7 +67,7 @@ import {
   startReplica,
   stopChild,
 } from './scale-support.ts';
-import { numberArg, report } from './support.ts';
+import { numberArg, percentile, report, round } from './support.ts';
 
 const PROFILES = ['microsoft', 'google', 'hubspot'] as const;
 /** The profiles' expiryMarginSeconds (all three: 300). */

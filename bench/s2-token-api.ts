@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon, { type Result } from 'autocannon';
 import { Agent } from 'undici';
 import { machineCpu, sampleProcess } from './scale-support.ts';
-import { numberArg, report } from './support.ts';
+import { numberArg, report, round, stringArg } from './support.ts';
 import {
   assertPostgresReachable,
   baseEnvironment,
@@ -33,14 +33,12 @@ import {
   newAdminKey,
   newSchema,
   onCleanup,
-  round,
   runCleanups,
   SHARED_DATABASE_URL,
   spawnReady,
   startProvider,
   startVaults,
   stopChild,
-  stringArg,
   VAULT_PROCESS,
   VaultApi,
 } from './vault-support.ts';

@@ -20,6 +20,7 @@ import pg from 'pg';
 import { Keyring, parseKeyList } from '../packages/vault/src/crypto/keyring.ts';
 import { openDatabase } from '../packages/vault/src/db/database.ts';
 import { VaultStore } from '../packages/vault/src/store/store.ts';
+import { stringArg } from './support.ts';
 import {
   assertPostgresReachable,
   baseEnvironment,
@@ -29,11 +30,11 @@ import {
   runCleanups,
   spawnReady,
   stopChild,
+  VAULT_PROCESS,
 } from './vault-support.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const PROVIDER_CLI = join(ROOT, 'packages/testing/src/cli.ts');
-const VAULT_PROCESS = join(ROOT, 'packages/vault/test-integration/support/vault-process.ts');
 /** Preloaded into the fake provider: it exits when our end of its stdin closes. */
 const EXIT_WITH_PARENT = `data:text/javascript,${encodeURIComponent(
   "process.stdin.on('end', () => process.kill(process.pid, 'SIGTERM')); process.stdin.resume();",
@@ -294,14 +295,6 @@ export function machineCpu(): { busy: number; total: number } {
 
 // ---------------------------------------------------------------- arguments and numbers
 
-export function stringArg(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  if (index === -1) return fallback;
-  const value = process.argv[index + 1];
-  if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return value;
-}
-
 /** `--name 1,2,3`: positive numbers. */
 export function numberListArg(name: string, fallback: number[]): number[] {
   const text = stringArg(name, fallback.join(','));
@@ -317,16 +310,6 @@ export function amountArg(name: string, fallback: number): number {
   if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a number ≥ 0`);
   return value;
 }
-
-export function percentile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-}
-
-export const round = (value: number, digits = 1): number => {
-  const factor = 10 ** digits;
-  return Math.round(value * factor) / factor;
-};
 
 export function log(line: string): void {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);

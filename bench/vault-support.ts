@@ -596,22 +596,3 @@ export async function assertPostgresReachable(databaseUrl: string): Promise<void
     await client.end().catch(() => undefined);
   }
 }
-
-export function percentile(values: number[], q: number): number {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-}
-
-export const round = (value: number, digits = 1) => {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
-};
-
-export function stringArg(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  if (index === -1) return fallback;
-  const value = process.argv[index + 1];
-  if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return value;
-}
