@@ -350,6 +350,21 @@ for (const engine of engines()) {
           /twk_<id>_<secret>/,
         );
       });
+
+      test('replicas starting together register the same admin key without a conflict', async (t) => {
+        const f = await fixture(t, engine);
+        await f.store.tenants.ensureDefaultTenant(T0);
+        // On PostgreSQL each call runs on a connection of its own, as N replicas would.
+        for (let round = 0; round < 200; round++) {
+          const key = `twk_race${round}_${randomBytes(32).toString('base64url')}`;
+          await Promise.all(
+            Array.from({ length: 8 }, (_, i) =>
+              f.store.tenants.ensureApiKey(key, DEFAULT_TENANT_ID, 'admin', true, T0 + i),
+            ),
+          );
+          assert.equal((await f.store.tenants.authenticate(key, T0))?.admin, true);
+        }
+      });
     });
 
     describe('auth clients', () => {

@@ -112,23 +112,29 @@ export class TenantRepository {
     const id = apiKeyId(key);
     if (id === undefined) throw new Error('the admin key does not have the form twk_<id>_<secret>');
     this.#forget(id);
+    const keyHash = sha256Hex(key);
+    // Replicas starting together run this at once. An upsert on `id` is not enough
+    // there: PostgreSQL resolves only the named constraint, and the racing insert
+    // can meet the unique `key_hash` first (an error, and a replica that does not
+    // start). So: insert unless any unique key exists, then bring the row up to date.
     await this.#db
       .insertInto('api_keys')
       .values({
         id,
         tenant_id: tenantId,
-        key_hash: sha256Hex(key),
+        key_hash: keyHash,
         label,
         is_admin: admin ? 1 : 0,
         created_at: now,
         last_used_at: null,
         revoked_at: null,
       })
-      .onConflict((c) =>
-        c
-          .column('id')
-          .doUpdateSet({ key_hash: sha256Hex(key), is_admin: admin ? 1 : 0, revoked_at: null }),
-      )
+      .onConflict((c) => c.doNothing())
+      .execute();
+    await this.#db
+      .updateTable('api_keys')
+      .set({ key_hash: keyHash, is_admin: admin ? 1 : 0, revoked_at: null })
+      .where('id', '=', id)
       .execute();
   }
 
