@@ -425,6 +425,28 @@ async function runPersonality(personality: 'microsoft' | 'strict') {
       else category = 'broken';
       return { before: b, check, after: a, category };
     });
+    const timelines = async (
+      all: CredentialOutcome[],
+      kills: typeof killLog,
+      since: number,
+    ): Promise<unknown[]> => {
+      const hurt = ids.filter((_, i) => all[i]?.category !== 'fine').slice(0, 5);
+      const rows = await store.db
+        .selectFrom('events')
+        .select(['credential_id', 'type', 'data', 'created_at'])
+        .where('credential_id', 'in', hurt)
+        .orderBy('id')
+        .execute();
+      const killsMs = kills.map((k) => `${Date.parse(k.at) - since} ${k.instance}`);
+      return hurt.map((id) => ({
+        id,
+        outcome: all[ids.indexOf(id)],
+        events: rows
+          .filter((r) => r.credential_id === id)
+          .map((r) => `${r.created_at - since} ${r.type} ${r.data}`),
+        kills: killsMs,
+      }));
+    };
     const tally = (category: CredentialOutcome['category']) =>
       outcomes.filter((o) => o.category === category);
     const fine = tally('fine');
@@ -494,6 +516,14 @@ async function runPersonality(personality: 'microsoft' | 'strict') {
         ).length,
       },
       killLog: killLog.slice(0, 3),
+      /**
+       * For up to 5 credentials not fine, in personality `microsoft` (where the grace
+       * should save every one): each event of the credential and every kill, in ms
+       * since the storm began, to see what kept its refresh from coming back in time.
+       */
+      ...(personality === 'microsoft' && fine.length < outcomes.length
+        ? { timelines: await timelines(outcomes, killLog, stormStarted) }
+        : {}),
     };
     const ok =
       killLog.length === kills &&

@@ -12,11 +12,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadProviderCatalog, type TokenSet } from '@tokenwarden/oauth';
 import type { MintedGrant } from '@tokenwarden/testing';
-import pg from 'pg';
 import { Keyring, parseKeyList } from '../packages/vault/src/crypto/keyring.ts';
 import { openDatabase } from '../packages/vault/src/db/database.ts';
 import { VaultStore } from '../packages/vault/src/store/store.ts';
@@ -25,26 +22,22 @@ import {
   assertPostgresReachable,
   baseEnvironment,
   type Child,
+  dropSchema,
+  EXIT_WITH_PARENT,
   killChild,
   onCleanup,
+  PROVIDER_CLI,
   runCleanups,
+  SHARED_DATABASE_URL,
   spawnReady,
   stopChild,
   VAULT_PROCESS,
 } from './vault-support.ts';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const PROVIDER_CLI = join(ROOT, 'packages/testing/src/cli.ts');
-/** Preloaded into the fake provider: it exits when our end of its stdin closes. */
-const EXIT_WITH_PARENT = `data:text/javascript,${encodeURIComponent(
-  "process.stdin.on('end', () => process.kill(process.pid, 'SIGTERM')); process.stdin.resume();",
-)}`;
-
 /** The shared PostgreSQL server of the tests and benchmarks. */
-export const DATABASE_URL =
-  process.env.TOKENWARDEN_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const DATABASE_URL = SHARED_DATABASE_URL;
 
-// Child processes (spawning, clean-up on exit, stopping) are bench/vault-support.ts's.
+// Child processes (spawning, clean-up on exit, stopping) are test-integration/support/children.ts's.
 export { baseEnvironment, type Child, killChild, onCleanup, runCleanups, spawnReady, stopChild };
 
 // ---------------------------------------------------------------- fake provider
@@ -176,16 +169,6 @@ export async function replicaStats(child: Child, timeoutMs = 10_000): Promise<Re
 }
 
 // ---------------------------------------------------------------- database
-
-export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } finally {
-    await client.end();
-  }
-}
 
 export interface BenchDatabase {
   schema: string;

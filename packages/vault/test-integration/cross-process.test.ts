@@ -15,12 +15,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  assertPostgresReachable,
-  type Backend,
-  type CrossProcessResult,
-  runCrossProcess,
-} from './support/cross-process.ts';
+import { assertPostgresReachable } from './support/children.ts';
+import { type Backend, type CrossProcessResult, runCrossProcess } from './support/cross-process.ts';
 
 const CLIENTS = 300;
 const SECONDS = Number(process.env.TOKENWARDEN_XP_SECONDS ?? 12);

@@ -23,33 +23,24 @@
  *
  * Every child is killed when the run ends, fails, or this process exits.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { Agent, request } from 'undici';
-
-const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-const PROVIDER_CLI = join(ROOT, 'packages/testing/src/cli.ts');
-const VAULT_PROCESS = fileURLToPath(new URL('./vault-process.ts', import.meta.url));
-/**
- * Preloaded into the fake provider's process: when our end of its stdin closes (this
- * process died, even by SIGKILL) it sends itself SIGTERM, which its CLI handles by
- * closing cleanly. vault-process.ts does the same on its own.
- */
-const EXIT_WITH_PARENT = `data:text/javascript,${encodeURIComponent(
-  "process.stdin.on('end', () => process.kill(process.pid, 'SIGTERM')); process.stdin.resume();",
-)}`;
-
-/** The PostgreSQL server the tests use (DESIGN.md "Tests and peers"). */
-export const DEFAULT_DATABASE_URL =
-  process.env.TOKENWARDEN_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+import {
+  assertPostgresReachable,
+  baseEnvironment,
+  type Child,
+  dropSchema,
+  EXIT_WITH_PARENT,
+  PROVIDER_CLI,
+  SHARED_DATABASE_URL,
+  spawnReady,
+  stopChild,
+  VAULT_PROCESS,
+} from './children.ts';
 
 export type Backend = 'sqlite' | 'postgres';
 
@@ -63,7 +54,7 @@ export interface CrossProcessOptions {
   seconds: number;
   /** The provider's access-token lifetime (default 1). */
   tokenLifetimeSeconds?: number;
-  /** PostgreSQL server (default DEFAULT_DATABASE_URL). */
+  /** PostgreSQL server (default SHARED_DATABASE_URL). */
   databaseUrl?: string;
   /** Progress lines (default: none). */
   progress?: (line: string) => void;
@@ -119,134 +110,6 @@ export interface CrossProcessResult {
   vaultLogSample: string[];
 }
 
-interface Child {
-  name: string;
-  process: ChildProcess;
-  info: Record<string, unknown>;
-  /** The last lines it wrote to stderr. */
-  stderr: string[];
-  stderrLines: number;
-}
-
-const live = new Set<ChildProcess>();
-let exitHooked = false;
-
-/** Kills every child still running when this process goes, however it goes. */
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  process.once('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
-  });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      for (const child of live) child.kill('SIGKILL');
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    });
-  }
-}
-
-/** Starts a Node.js child and waits for the one JSON line it prints when ready. */
-async function spawnReady(
-  name: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs = 60_000,
-): Promise<Child> {
-  hookExit();
-  const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  const record: Child = { name, process: child, info: {}, stderr: [], stderrLines: 0 };
-  if (child.stdout === null || child.stderr === null) throw new Error(`${name}: no stdio`);
-  createInterface({ input: child.stderr }).on('line', (line) => {
-    record.stderrLines++;
-    record.stderr.push(line);
-    if (record.stderr.length > 20) record.stderr.shift();
-  });
-  const lines = createInterface({ input: child.stdout });
-  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${name} did not start within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    lines.once('line', (line) => {
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        reject(new Error(`${name} printed ${JSON.stringify(line)} instead of its JSON line`));
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(
-        new Error(
-          `${name} exited (${signal ?? `code ${code}`}) before it was ready:\n${record.stderr.join('\n')}`,
-        ),
-      );
-    });
-  });
-  try {
-    record.info = await ready;
-  } catch (error) {
-    await stopChild(record);
-    throw error;
-  }
-  return record;
-}
-
-async function stopChild(child: Child): Promise<void> {
-  const proc = child.process;
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = once(proc, 'exit');
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** Fails with a clear message when the PostgreSQL server is not there: CI fails, it does not skip. */
-export async function assertPostgresReachable(databaseUrl = DEFAULT_DATABASE_URL): Promise<void> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-  } catch (error) {
-    const where = new URL(databaseUrl);
-    throw new Error(
-      `PostgreSQL is not reachable at ${where.host}${where.pathname} (${error instanceof Error ? error.message : String(error)}); ` +
-        'the cross-process PostgreSQL case needs it (start PostgreSQL on 127.0.0.1:5432, or set TOKENWARDEN_TEST_DATABASE_URL)',
-    );
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } finally {
-    await client.end();
-  }
-}
-
-/** The inherited environment without anything that would configure a vault. */
-function baseEnvironment(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (
-      key.startsWith('TOKENWARDEN_') ||
-      ['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL'].includes(key)
-    )
-      continue;
-    env[key] = value;
-  }
-  return env;
-}
-
 export function summarize(values: number[]): LatencySummary {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) =>
@@ -267,10 +130,11 @@ const hash = (token: string) => createHash('sha256').update(token).digest('hex')
 
 export async function runCrossProcess(options: CrossProcessOptions): Promise<CrossProcessResult> {
   const lifetime = options.tokenLifetimeSeconds ?? 1;
-  const databaseUrl = options.databaseUrl ?? DEFAULT_DATABASE_URL;
+  const databaseUrl = options.databaseUrl ?? SHARED_DATABASE_URL;
   const progress = options.progress ?? (() => undefined);
   const label = `${options.backend}×${options.processes}`;
-  if (options.backend === 'postgres') await assertPostgresReachable(databaseUrl);
+  if (options.backend === 'postgres')
+    await assertPostgresReachable(databaseUrl, 'the cross-process PostgreSQL case');
 
   const children: Child[] = [];
   const dataDir = await mkdtemp(join(tmpdir(), 'tokenwarden-xp-'));
