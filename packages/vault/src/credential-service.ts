@@ -275,8 +275,18 @@ export class CredentialService {
       if (current.record.status !== 'active')
         return skipped(`status is ${current.record.status}`, current.tokenSet);
       const due = current.record.nextRefreshAt;
+      let trigger = 'scheduled';
       if (due === null || due > this.#now()) {
-        return skipped(`refreshed elsewhere; ${describeSchedule(due)}`, current.tokenSet);
+        // Not due, but taken from a holder that died during a refresh: if the provider
+        // rotated the refresh token before the death, the stored one lives only for the
+        // grace period. Refresh now while it does (with none, nothing is in doubt).
+        const rotates =
+          claim.takenOverFrom !== null &&
+          (await this.#client(tenantId, current.record.authClientId)).client.profile.rotation !==
+            'none';
+        if (!rotates)
+          return skipped(`refreshed elsewhere; ${describeSchedule(due)}`, current.tokenSet);
+        trigger = 'taken-over';
       }
       let decided = '';
       try {
@@ -284,7 +294,7 @@ export class CredentialService {
           tenantId,
           id,
           expected: current.tokenSet.accessToken,
-          trigger: 'scheduled',
+          trigger,
           leaseOwner,
           leaseTakenAt: claim.leaseUntil - this.#options.leaseMs,
           takenOver: claim.takenOverFrom !== null,
@@ -685,7 +695,12 @@ export class CredentialService {
     if (held.priority === 'interactive' && !force)
       assertNotCoolingDown(current.record, client.profile.rotation, this.#now());
     const provider = client.profile.id;
-    const reason = trigger === 'scheduled' ? scheduleReason(current, client, this.#now()) : trigger;
+    const reason =
+      trigger === 'scheduled'
+        ? scheduleReason(current, client, this.#now())
+        : trigger === 'taken-over'
+          ? 'its refresh lease was abandoned (a vault process died during a refresh); the refresh token may be in its grace period'
+          : trigger;
     const refreshToken = current.tokenSet.refreshToken;
     const started = this.#now();
     let leaseAt = held.leaseTakenAt;

@@ -556,6 +556,68 @@ for (const engine of engines()) {
       assert.equal(f.provider.counters().refreshes, 2, 'the spent one and the plain one');
     });
 
+    test('an abandoned lease is claimed first, due or not; not due, it is refreshed at once only when refresh tokens rotate', async (t) => {
+      const f = await fixture(t, engine);
+      const google = await f.registerAuthClient({ providerId: 'google' });
+      const [backlog, rotating] = await f.seed(2);
+      const [steady] = await f.seed(1, { authClient: google });
+      assert.ok(backlog && rotating && steady);
+      const now = Date.now();
+      // `backlog` has been due for a minute; the other two are not due for an hour, but
+      // a replica died refreshing them (its lease expired a moment ago): if the provider
+      // rotated the refresh token first, the stored one lives only for its grace period.
+      await f.makeDue([backlog], now - 60_000);
+      await f.store.db
+        .updateTable('credentials')
+        .set({
+          next_refresh_at: now + 3_600_000,
+          lease_owner: 'dead-replica~4',
+          lease_until: now - 1,
+        })
+        .where('id', 'in', [rotating, steady])
+        .execute();
+
+      const claim = (providerId: string, limit: number) =>
+        f.store.credentials.claimDue({
+          providerId,
+          owner: 'test~1',
+          now: Date.now(),
+          leaseMs: 30_000,
+          limit,
+        });
+      const [first] = await claim('oauth2', 1);
+      assert.equal(first?.id, rotating, 'the abandoned lease before a minute of backlog');
+      assert.equal(first?.takenOverFrom, 'dead-replica~4');
+      for (const id of [rotating, backlog]) await f.store.credentials.releaseLease(id, 'test~1');
+      await f.store.db
+        .updateTable('credentials')
+        .set({ lease_owner: 'dead-replica~4', lease_until: Date.now() - 1 })
+        .where('id', '=', rotating)
+        .execute();
+
+      const before = f.provider.counters().refreshes;
+      const replica = await f.replica();
+      const summary = await replica.refresher.runOnce();
+      assert.deepEqual(summary.claimed, { oauth2: 2, google: 1 });
+
+      const saved = await f.row(rotating);
+      assert.equal(saved.status, 'active');
+      assert.equal(saved.lease_owner, null);
+      assert.match(saved.last_decision ?? '', /its refresh lease was abandoned/);
+      const event = (await f.events('refreshed')).find((e) => e.credentialId === rotating);
+      assert.equal(event?.data.trigger, 'taken-over');
+      assert.ok((saved.next_refresh_at ?? 0) > now, 'rescheduled from the new token');
+
+      const left = await f.row(steady);
+      assert.equal(left.lease_owner, null, 'released');
+      assert.equal(
+        left.next_refresh_at,
+        now + 3_600_000,
+        'google: nothing in doubt, not refreshed',
+      );
+      assert.equal(f.provider.counters().refreshes, before + 2, 'backlog and rotating');
+    });
+
     test('concurrency per provider holds, and a waiting caller goes before queued background work', async (t) => {
       const f = await fixture(t, engine);
       const ids = await f.seed(13);

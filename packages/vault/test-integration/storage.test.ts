@@ -213,6 +213,7 @@ for (const engine of engines()) {
             '0003_webhooks',
             '0004_credential_notify',
             '0005_last_error_in_doubt',
+            '0006_abandoned_leases',
           ],
         );
         const again = new VaultStore(third.db, await fileCipher(database.dataDir), catalog);
@@ -249,7 +250,7 @@ for (const engine of engines()) {
           const rows = await sql<{
             n: number;
           }>`select count(*)::int as n from kysely_migration`.execute(a.db);
-          assert.equal(rows.rows[0]?.n, 5);
+          assert.equal(rows.rows[0]?.n, 6);
           await b.db.selectFrom('credentials').selectAll().execute();
         });
       }

@@ -221,6 +221,18 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0006_abandoned_leases': {
+      async up(db: Kysely<unknown>) {
+        // Held leases only (a handful: the refreshes under way), so the refresher finds
+        // those whose holder died without reading the due backlog.
+        await db.schema
+          .createIndex('credentials_held_lease')
+          .on('credentials')
+          .column('lease_until')
+          .where(sql.ref('lease_owner'), 'is not', null)
+          .execute();
+      },
+    },
   };
 }
 

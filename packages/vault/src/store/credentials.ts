@@ -1,5 +1,11 @@
 import { type StoredTokenSet, TokenSet } from '@tokenwarden/oauth';
-import { type Kysely, PostgresAdapter, sql, type Transaction } from 'kysely';
+import {
+  type ExpressionBuilder,
+  type Kysely,
+  PostgresAdapter,
+  sql,
+  type Transaction,
+} from 'kysely';
 import type { Cipher } from '../crypto/keyring.ts';
 import type { CredentialStatus, CredentialsTable, Database } from '../db/schema.ts';
 import type { TokenCache } from './token-cache.ts';
@@ -261,14 +267,43 @@ export class CredentialRepository {
     leaseMs: number;
     limit: number;
   }): Promise<ClaimedCredential[]> {
-    const { providerId, owner, now, leaseMs, limit } = claim;
+    // Abandoned leases first, due or not: their holder died, maybe after the provider
+    // rotated the refresh token, and a rotating provider's grace period is running.
+    // Behind a backlog of due credentials (R1: 6–8 s) they would miss it.
+    const abandoned = await this.#claim(claim, 'abandoned', claim.limit);
+    if (abandoned.length >= claim.limit) return abandoned;
+    const due = await this.#claim(claim, 'due', claim.limit - abandoned.length);
+    return [...abandoned, ...due];
+  }
+
+  /**
+   * One claiming statement: `abandoned`, a lease whose holder let it expire
+   * (oldest expiry first, through the small index of held leases); `due`,
+   * `next_refresh_at` passed and the lease free or expired (earliest first).
+   */
+  async #claim(
+    claim: { providerId: string; owner: string; now: number; leaseMs: number },
+    kind: 'abandoned' | 'due',
+    limit: number,
+  ): Promise<ClaimedCredential[]> {
+    const { providerId, owner, now, leaseMs } = claim;
     const postgres = this.#db.getExecutor().adapter instanceof PostgresAdapter;
+    const eligible = (eb: ExpressionBuilder<Database, 'credentials'>) =>
+      kind === 'abandoned'
+        ? eb.and([
+            eb('status', '=', 'active'),
+            eb('lease_owner', 'is not', null),
+            eb('lease_until', '<', now),
+          ])
+        : eb.and([
+            eb('status', '=', 'active'),
+            eb('next_refresh_at', '<=', now),
+            eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]),
+          ]);
     let candidates = this.#db
       .selectFrom('credentials')
       .select('id')
-      .where('status', '=', 'active')
-      .where('next_refresh_at', '<=', now)
-      .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
+      .where(eligible)
       .where('auth_client_id', 'in', (eb) =>
         eb
           .selectFrom('auth_clients')
@@ -276,9 +311,10 @@ export class CredentialRepository {
           .where('auth_clients.provider_id', '=', providerId)
           .where('auth_clients.status', '=', 'ok'),
       )
-      .orderBy('next_refresh_at')
+      .orderBy(kind === 'abandoned' ? 'lease_until' : 'next_refresh_at')
       .limit(limit);
     if (postgres) candidates = candidates.forUpdate().skipLocked();
+    // Checked again on the row being written (cheap, and exact whatever the plan).
     const rows = await this.#db
       .updateTable('credentials')
       .set((eb) => ({
@@ -291,10 +327,7 @@ export class CredentialRepository {
           ? sql<boolean>`id = any(array(${candidates}))`
           : sql<boolean>`id in (${candidates})`,
       )
-      // Checked again on the row being written (cheap, and exact whatever the plan).
-      .where('status', '=', 'active')
-      .where('next_refresh_at', '<=', now)
-      .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
+      .where(eligible)
       .returning([
         'id',
         'tenant_id',
