@@ -279,12 +279,14 @@ export class CredentialService {
       if (due === null || due > this.#now()) {
         // Not due, but taken from a holder that died during a refresh: if the provider
         // rotated the refresh token before the death, the stored one lives only for the
-        // grace period. Refresh now while it does (with none, nothing is in doubt).
-        const rotates =
+        // grace period. Refresh now while it does. Only `rotating` has one: a spent
+        // single-use token gains nothing from a retry and may cost the grant if the
+        // holder is only slow, and with `none` nothing is in doubt.
+        const inGrace =
           claim.takenOverFrom !== null &&
-          (await this.#client(tenantId, current.record.authClientId)).client.profile.rotation !==
-            'none';
-        if (!rotates)
+          (await this.#client(tenantId, current.record.authClientId)).client.profile.rotation ===
+            'rotating';
+        if (!inGrace)
           return skipped(`refreshed elsewhere; ${describeSchedule(due)}`, current.tokenSet);
         trigger = 'taken-over';
       }

@@ -556,12 +556,14 @@ for (const engine of engines()) {
       assert.equal(f.provider.counters().refreshes, 2, 'the spent one and the plain one');
     });
 
-    test('an abandoned lease is claimed first, due or not; not due, it is refreshed at once only when refresh tokens rotate', async (t) => {
+    test('an abandoned lease is claimed first, due or not; not due, it is refreshed at once only when refresh tokens rotate with a grace', async (t) => {
       const f = await fixture(t, engine);
       const google = await f.registerAuthClient({ providerId: 'google' });
+      const zoom = await f.registerAuthClient({ providerId: 'zoom' });
       const [backlog, rotating] = await f.seed(2);
       const [steady] = await f.seed(1, { authClient: google });
-      assert.ok(backlog && rotating && steady);
+      const [singleUse] = await f.seed(1, { authClient: zoom });
+      assert.ok(backlog && rotating && steady && singleUse);
       const now = Date.now();
       // `backlog` has been due for a minute; the other two are not due for an hour, but
       // a replica died refreshing them (its lease expired a moment ago): if the provider
@@ -574,7 +576,7 @@ for (const engine of engines()) {
           lease_owner: 'dead-replica~4',
           lease_until: now - 1,
         })
-        .where('id', 'in', [rotating, steady])
+        .where('id', 'in', [rotating, steady, singleUse])
         .execute();
 
       const claim = (providerId: string, limit: number) =>
@@ -598,7 +600,7 @@ for (const engine of engines()) {
       const before = f.provider.counters().refreshes;
       const replica = await f.replica();
       const summary = await replica.refresher.runOnce();
-      assert.deepEqual(summary.claimed, { oauth2: 2, google: 1 });
+      assert.deepEqual(summary.claimed, { oauth2: 2, google: 1, zoom: 1 });
 
       const saved = await f.row(rotating);
       assert.equal(saved.status, 'active');
@@ -608,13 +610,13 @@ for (const engine of engines()) {
       assert.equal(event?.data.trigger, 'taken-over');
       assert.ok((saved.next_refresh_at ?? 0) > now, 'rescheduled from the new token');
 
-      const left = await f.row(steady);
-      assert.equal(left.lease_owner, null, 'released');
-      assert.equal(
-        left.next_refresh_at,
-        now + 3_600_000,
-        'google: nothing in doubt, not refreshed',
-      );
+      // google (`none`): nothing in doubt. zoom (`single-use`): no grace to save, and a
+      // second presentation of a spent token could cost the grant: left to its schedule.
+      for (const id of [steady, singleUse]) {
+        const left = await f.row(id);
+        assert.equal(left.lease_owner, null, 'released');
+        assert.equal(left.next_refresh_at, now + 3_600_000, 'not refreshed');
+      }
       assert.equal(f.provider.counters().refreshes, before + 2, 'backlog and rotating');
     });
 

@@ -224,11 +224,14 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0006_abandoned_leases': {
       async up(db: Kysely<unknown>) {
         // Held leases only (a handful: the refreshes under way), so the refresher finds
-        // those whose holder died without reading the due backlog.
+        // those whose holder died without reading the due backlog. `status` leads, as in
+        // the claim's condition: with only `lease_until`, SQLite's planner prefers
+        // credentials_next_refresh on `status` and sorts every active row. The price on
+        // PostgreSQL: lease writes touch an indexed column, so they are no longer HOT.
         await db.schema
           .createIndex('credentials_held_lease')
           .on('credentials')
-          .column('lease_until')
+          .columns(['status', 'lease_until'])
           .where(sql.ref('lease_owner'), 'is not', null)
           .execute();
       },

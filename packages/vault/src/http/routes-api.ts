@@ -66,7 +66,6 @@ interface AuthClientBody {
 
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
-/** A token response, from a bare object or `{oauth: {...}}` (any one key holding one). */
 const JSON_UTF8 = 'application/json; charset=utf-8';
 /** The token endpoint's answer per token set: a cached token set is answered without serializing again. */
 const answers = new WeakMap<TokenSet, string>();
@@ -90,6 +89,7 @@ export function accessTokenAnswer(tokenSet: TokenSet): string {
   return answer;
 }
 
+/** A token response, from a bare object or `{oauth: {...}}` (any one key holding one). */
 function unwrapTokenResponse(body: unknown): TokenResponse {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new VaultError(

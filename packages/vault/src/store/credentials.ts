@@ -337,19 +337,20 @@ export class CredentialRepository {
         'failure_count',
       ])
       .execute();
-    return rows
-      .map((row) => ({
-        id: row.id,
-        tenantId: row.tenant_id,
-        authClientId: row.auth_client_id,
-        providerId,
-        leaseOwner: owner,
-        leaseUntil: now + leaseMs,
-        takenOverFrom: row.lease_taken_from,
-        nextRefreshAt: row.next_refresh_at ?? now,
-        failureCount: row.failure_count,
-      }))
-      .sort((a, b) => a.nextRefreshAt - b.nextRefreshAt);
+    const claims = rows.map((row) => ({
+      id: row.id,
+      tenantId: row.tenant_id,
+      authClientId: row.auth_client_id,
+      providerId,
+      leaseOwner: owner,
+      leaseUntil: now + leaseMs,
+      takenOverFrom: row.lease_taken_from,
+      nextRefreshAt: row.next_refresh_at ?? now,
+      failureCount: row.failure_count,
+    }));
+    // Due ones earliest first. Abandoned ones are all urgent, and those not due (whose
+    // grace period may be running) must not be put behind the due ones: no reordering.
+    return kind === 'due' ? claims.sort((a, b) => a.nextRefreshAt - b.nextRefreshAt) : claims;
   }
 
   /** Extends a lease this owner still holds. False when it was lost. */
