@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadProviderCatalog, type ProviderCatalog, TokenSet } from '@tokenwarden/oauth';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { loadConfig } from '../src/config.ts';
 import {
   KEY_FILE_NAME,
@@ -27,6 +27,7 @@ import {
   parseKeyList,
 } from '../src/crypto/keyring.ts';
 import type { VaultDatabase } from '../src/db/database.ts';
+import type { Database } from '../src/db/schema.ts';
 import { rotateKeys } from '../src/rotate-keys.ts';
 import { startVault } from '../src/server.ts';
 import type { AuthClientInput, AuthClientRecord } from '../src/store/auth-clients.ts';
@@ -214,6 +215,7 @@ for (const engine of engines()) {
             '0004_credential_notify',
             '0005_last_error_in_doubt',
             '0006_abandoned_leases',
+            '0007_event_order',
           ],
         );
         const again = new VaultStore(third.db, await fileCipher(database.dataDir), catalog);
@@ -250,7 +252,7 @@ for (const engine of engines()) {
           const rows = await sql<{
             n: number;
           }>`select count(*)::int as n from kysely_migration`.execute(a.db);
-          assert.equal(rows.rows[0]?.n, 6);
+          assert.equal(rows.rows[0]?.n, 7);
           await b.db.selectFrom('credentials').selectAll().execute();
         });
       }
@@ -1314,7 +1316,65 @@ for (const engine of engines()) {
         assert.ok(
           others.every((event) => event.credentialId === null && event.authClientId === null),
         );
+        // A cursor must be an event of the tenant's: another tenant's id, or none at all.
+        for (const after of [others[0]?.id as number, 999_999]) {
+          await assert.rejects(f.store.events.list(f.tenantId, { limit: 3, after }), (error) => {
+            assert.equal((error as { code?: string }).code, 'validation_failed');
+            assert.match((error as Error).message, /there is no event \d+/);
+            return true;
+          });
+        }
       });
+
+      if (engine.name === 'postgres') {
+        test('an event whose transaction commits after a later one was read is not skipped', async (t) => {
+          const f = await fixture(t, engine);
+          const append = (n: number, trx?: Transaction<Database>) =>
+            f.store.events.append(
+              { type: 'refreshed', tenantId: f.tenantId, data: { n } },
+              T0 + n,
+              trx,
+            );
+          await append(0);
+          const [start] = await f.store.events.list(f.tenantId, { limit: 1 });
+          assert.ok(start);
+          // Transaction A takes its id first and stays open; B, after it, commits at once.
+          let finishA = () => {};
+          const held = new Promise<void>((resolve) => {
+            finishA = resolve;
+          });
+          let appendedA = () => {};
+          const inA = new Promise<void>((resolve) => {
+            appendedA = resolve;
+          });
+          const a = f.store.db.transaction().execute(async (trx) => {
+            await append(1, trx);
+            appendedA();
+            await held;
+          });
+          await inA;
+          try {
+            await append(2);
+            // Paging by id alone would hand out B now; A's lower id would come too late.
+            assert.deepEqual(
+              await f.store.events.list(f.tenantId, { limit: 10, after: start.id }),
+              [],
+            );
+          } finally {
+            finishA();
+            await a;
+          }
+          const page = await f.store.events.list(f.tenantId, { limit: 10, after: start.id });
+          assert.deepEqual(
+            page.map((event) => event.data.n),
+            [1, 2],
+          );
+          assert.deepEqual(
+            await f.store.events.list(f.tenantId, { limit: 10, after: page.at(-1)?.id as number }),
+            [],
+          );
+        });
+      }
     });
 
     describe('key rotation', () => {
