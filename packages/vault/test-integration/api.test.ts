@@ -1055,15 +1055,7 @@ describe('events', () => {
     );
     assert.equal((await t.api('GET', '/v1/events?credentialId=cr_nope')).json.events.length, 0);
 
-    for (const query of [
-      'limit=0',
-      'limit=501',
-      'limit=many',
-      'after=abc',
-      'after=-1',
-      'after=999999999',
-      'since=1',
-    ])
+    for (const query of ['limit=0', 'limit=501', 'limit=many', 'after=abc', 'after=-1', 'since=1'])
       assertError(await t.api('GET', `/v1/events?${query}`), 400, 'validation_failed');
   });
 });

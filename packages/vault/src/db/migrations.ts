@@ -236,22 +236,6 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
-    '0007_event_order': {
-      async up(db: Kysely<unknown>) {
-        // PostgreSQL only: the writing transaction of each event, so that paging never
-        // skips an event whose transaction commits after a later id was read
-        // (EventRepository.list). SQLite writes one transaction at a time.
-        if (dialect !== 'postgres') return;
-        await sql`ALTER TABLE events ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()`.execute(
-          db,
-        );
-        await db.schema
-          .createIndex('events_tenant_order')
-          .on('events')
-          .columns(['tenant_id', 'txid', 'id'])
-          .execute();
-      },
-    },
   };
 }
 

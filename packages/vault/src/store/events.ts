@@ -1,6 +1,5 @@
 import { type Kysely, PostgresAdapter, sql, type Transaction } from 'kysely';
 import type { Database, EventType } from '../db/schema.ts';
-import { VaultError } from '../errors.ts';
 import { insertDeliveries, isWebhookEventType, subscribedWebhookIds } from './webhooks.ts';
 
 export interface VaultEvent {
@@ -32,12 +31,31 @@ export class EventRepository {
   }
 
   /**
-   * Appends an event, inside the caller's transaction when given one. When
-   * webhooks of the tenant subscribe to its type, their deliveries (the outbox)
-   * are written in the same transaction: an event is never announced without
-   * being stored, nor stored without being announced.
+   * Appends an event, inside the caller's transaction when given one (as the last
+   * write of it: see below). When webhooks of the tenant subscribe to its type,
+   * their deliveries (the outbox) are written in the same transaction: an event is
+   * never announced without being stored, nor stored without being announced.
+   *
+   * Ids are in commit order within a tenant, so that a reader paging with
+   * `after=<last id>` never skips an event. SQLite writes one transaction at a time.
+   * PostgreSQL takes an id at insert, not at commit, so two transactions could
+   * commit in the other order; there each append first takes a transaction-scoped
+   * advisory lock of the tenant's events, held until its transaction ends, so the
+   * event-writing transactions of one tenant commit one at a time from their first
+   * event on. Callers append last, after every row lock they need, so the lock never
+   * waits on a row lock held by another holder of it.
    */
   async append(event: NewEvent, now: number, trx?: Transaction<Database>): Promise<void> {
+    if (trx === undefined && this.#postgres) {
+      await this.#db.transaction().execute((own) => this.append(event, now, own));
+      return;
+    }
+    const executor = trx ?? this.#db;
+    if (this.#postgres) {
+      await sql`select pg_advisory_xact_lock(hashtextextended(${`tokenwarden events ${event.tenantId} `}::text || current_schema()::text, 0))`.execute(
+        executor,
+      );
+    }
     const values = {
       tenant_id: event.tenantId,
       credential_id: event.credentialId ?? null,
@@ -46,20 +64,20 @@ export class EventRepository {
       data: JSON.stringify(event.data ?? {}),
       created_at: now,
     };
-    const webhookIds = await subscribedWebhookIds(trx ?? this.#db, event.tenantId, event.type);
+    const webhookIds = await subscribedWebhookIds(executor, event.tenantId, event.type);
     if (webhookIds.length === 0 || !isWebhookEventType(event.type)) {
-      await (trx ?? this.#db).insertInto('events').values(values).execute();
+      await executor.insertInto('events').values(values).execute();
       return;
     }
     const type = event.type;
-    const write = async (executor: Transaction<Database>) => {
-      const inserted = await executor
+    const write = async (writer: Transaction<Database>) => {
+      const inserted = await writer
         .insertInto('events')
         .values(values)
         .returning('id')
         .executeTakeFirstOrThrow();
       await insertDeliveries(
-        executor,
+        writer,
         { id: Number(inserted.id), tenantId: event.tenantId, type },
         webhookIds,
         now,
@@ -69,44 +87,16 @@ export class EventRepository {
     else await this.#db.transaction().execute(write);
   }
 
-  /**
-   * A page of a tenant's events, oldest first, after the event `after`.
-   *
-   * On PostgreSQL an id is taken when a transaction inserts, not when it commits, so a
-   * reader paging by id alone would skip an event whose transaction commits after a
-   * later id was handed out. There the order is the writing transaction's id, then the
-   * event's id, and an event is handed out only once every transaction older than its
-   * own has ended (`pg_snapshot_xmin`): a page never has a gap that fills in later.
-   * SQLite writes one transaction at a time, so its ids are already commit order.
-   */
+  /** A page of a tenant's events, oldest first (commit order), after the given id. */
   async list(
     tenantId: string,
     options: { after?: number; limit: number; credentialId?: string },
   ): Promise<VaultEvent[]> {
     let query = this.#db.selectFrom('events').selectAll().where('tenant_id', '=', tenantId);
+    if (options.after !== undefined) query = query.where('id', '>', options.after);
     if (options.credentialId !== undefined)
       query = query.where('credential_id', '=', options.credentialId);
-    if (options.after !== undefined) {
-      const after = options.after;
-      const cursor = await this.#db
-        .selectFrom('events')
-        .select(this.#postgres ? sql<string>`txid::text`.as('txid') : sql<null>`null`.as('txid'))
-        .where('tenant_id', '=', tenantId)
-        .where('id', '=', after)
-        .executeTakeFirst();
-      if (cursor === undefined) throw unknownCursor(after);
-      query =
-        cursor.txid === null
-          ? query.where('id', '>', after)
-          : query.where(sql<boolean>`(txid, id) > (${cursor.txid}::xid8, ${after})`);
-    }
-    query = this.#postgres
-      ? query
-          .where(sql<boolean>`txid < pg_snapshot_xmin(pg_current_snapshot())`)
-          .orderBy(sql`txid`)
-          .orderBy('id')
-      : query.orderBy('id');
-    const rows = await query.limit(options.limit).execute();
+    const rows = await query.orderBy('id').limit(options.limit).execute();
     return rows.map((row) => ({
       id: Number(row.id),
       type: row.type,
@@ -117,11 +107,4 @@ export class EventRepository {
       data: JSON.parse(row.data) as Record<string, unknown>,
     }));
   }
-}
-
-function unknownCursor(after: number): VaultError {
-  return new VaultError(
-    'validation_failed',
-    `after: there is no event ${after}; pass the id of an event from an earlier page, or leave it out to start from the oldest`,
-  );
 }
