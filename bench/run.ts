@@ -6,6 +6,7 @@ const benches = [
   'b1-overhead.ts',
   'b2-coalescing.ts',
   'b3-rotation-storm.ts',
+  'b4-held-lease-index.ts',
   'v1-cross-process.ts',
   's2-token-api.ts',
   'r2-provider-faults.ts',
