@@ -236,6 +236,19 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    // One credential's events (`GET /v1/events?credentialId=`, the web UI's credential
+    // view) without reading through the whole tenant's: in a tenant of 500,000 events on
+    // PostgreSQL 15, a credential's page took 59-67 ms with (tenant_id, id) alone and
+    // 0.2-0.9 ms with this index.
+    '0007_events_by_credential': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createIndex('events_credential')
+          .on('events')
+          .columns(['tenant_id', 'credential_id', 'id'])
+          .execute();
+      },
+    },
   };
 }
 
