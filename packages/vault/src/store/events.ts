@@ -42,8 +42,8 @@ export class EventRepository {
    * commit in the other order; there each append first takes a transaction-scoped
    * advisory lock of the tenant's events, held until its transaction ends, so the
    * event-writing transactions of one tenant commit one at a time from their first
-   * event on. Callers append last, after every row lock they need, so the lock never
-   * waits on a row lock held by another holder of it.
+   * event on. Callers append last, after every row lock they need, so no holder of the
+   * lock ever waits for a row lock that a waiter for it holds.
    */
   async append(event: NewEvent, now: number, trx?: Transaction<Database>): Promise<void> {
     if (trx === undefined && this.#postgres) {
@@ -52,7 +52,10 @@ export class EventRepository {
     }
     const executor = trx ?? this.#db;
     if (this.#postgres) {
-      await sql`select pg_advisory_xact_lock(hashtextextended(${`tokenwarden events ${event.tenantId} `}::text || current_schema()::text, 0))`.execute(
+      // Keyed by the tenant and the table itself (its oid, resolved as the insert below
+      // resolves it), not by current_schema(), which can differ between roles that
+      // reach the same table.
+      await sql`select pg_advisory_xact_lock(hashtextextended(${`tokenwarden events ${event.tenantId}`}::text, 'events'::regclass::oid::bigint))`.execute(
         executor,
       );
     }
