@@ -7,6 +7,7 @@
  *                          [--lease 2] [--timeout-ms 1000] [--answer-delay-ms 50]
  *                          [--gap-ms 500,3000] [--clients 4] [--rate 20]
  *                          [--concurrency 10] [--grace 10]
+ *                          [--log-dir <dir>] [--log-level warn]
  *
  * For each personality, on fresh processes and a fresh PostgreSQL schema
  * (dropped afterwards; PostgreSQL missing fails the run):
@@ -47,11 +48,17 @@
  *   interrupted-refresh reason; reported with another reason; broken: anything
  *   else (must be 0).
  *
+ * `--log-dir` writes each replica's log lines from the moment it is ready to
+ * `<dir>/<instance>-<pid>.log`, at `--log-level` (`debug` adds every refresh
+ * decision): how a lost grant's story was read in docs/reliability.md.
+ *
  * Lost answers = the provider's successful refreshes − the vault's `refreshed`
  * events: answers a kill (or a timeout) kept from being committed. With `strict`
  * each one hurts its credential; with `microsoft` the grace period saves it.
  */
 import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type TokenResponse, TokenSet } from '@tokenwarden/oauth';
 import type { Counters, RefreshTokenStatus } from '@tokenwarden/testing';
@@ -80,6 +87,15 @@ import { numberArg, percentile, report, round, stringArg } from './support.ts';
 const INTERRUPTED =
   'a refresh by another vault process was interrupted before it stored its answer';
 
+/** With `--log-dir`, the replica's log lines from now on go to a file of its own. */
+function keepLog(child: Child, instance: string): void {
+  if (logDir === '') return;
+  mkdirSync(logDir, { recursive: true });
+  const file = createWriteStream(join(logDir, `${instance}-${child.pid}.log`), { flags: 'a' });
+  child.listeners.add((line) => file.write(`${line}\n`));
+  child.process.once('exit', () => file.end());
+}
+
 const personalities = stringArg('personality', 'microsoft,strict').split(',');
 for (const p of personalities)
   if (p !== 'microsoft' && p !== 'strict')
@@ -96,6 +112,8 @@ const clientCount = amountArg('clients', 4);
 const rate = numberArg('rate', 20);
 const concurrency = numberArg('concurrency', 10);
 const grace = numberArg('grace', 10);
+const logDir = stringArg('log-dir', '');
+const logLevel = stringArg('log-level', 'warn');
 if (2 * timeoutMs > leaseSeconds * 1000)
   throw new Error('--timeout-ms must be at most half the lease (the vault refuses more)');
 
@@ -193,7 +211,7 @@ async function runPersonality(personality: 'microsoft' | 'strict') {
       TOKENWARDEN_BACKGROUND_REFRESH: background ? '1' : '0',
       // The fake provider listens on 127.0.0.1.
       TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: logLevel,
       HOST: '127.0.0.1',
       PORT: '0',
     });
@@ -202,6 +220,7 @@ async function runPersonality(personality: 'microsoft' | 'strict') {
       const began = Date.now();
       slot.starting = startReplica(`replica ${slot.instance}`, env(slot.instance)).then(
         (child) => {
+          keepLog(child, slot.instance);
           slot.child = child;
           slot.url = String(child.info.url);
           slot.starting = undefined;
