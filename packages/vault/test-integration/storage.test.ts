@@ -1351,7 +1351,7 @@ for (const engine of engines()) {
             // Another tenant is not held up.
             await Promise.race([
               append(3, undefined, other.id),
-              sleep(5000).then(() => {
+              sleep(5000, undefined, { ref: false }).then(() => {
                 throw new Error("another tenant's append waited for A's transaction");
               }),
             ]);

@@ -32,7 +32,7 @@ export class EventRepository {
 
   /**
    * Appends an event, inside the caller's transaction when given one (as the last
-   * write of it: see below). When webhooks of the tenant subscribe to its type,
+   * write of it: see below), else in one of its own. When webhooks of the tenant subscribe to its type,
    * their deliveries (the outbox) are written in the same transaction: an event is
    * never announced without being stored, nor stored without being announced.
    *
@@ -46,48 +46,38 @@ export class EventRepository {
    * lock ever waits for a row lock that a waiter for it holds.
    */
   async append(event: NewEvent, now: number, trx?: Transaction<Database>): Promise<void> {
-    if (trx === undefined && this.#postgres) {
+    if (trx === undefined) {
       await this.#db.transaction().execute((own) => this.append(event, now, own));
       return;
     }
-    const executor = trx ?? this.#db;
     if (this.#postgres) {
       // Keyed by the tenant and the table itself (its oid, resolved as the insert below
       // resolves it), not by current_schema(), which can differ between roles that
       // reach the same table.
       await sql`select pg_advisory_xact_lock(hashtextextended(${`tokenwarden events ${event.tenantId}`}::text, 'events'::regclass::oid::bigint))`.execute(
-        executor,
+        trx,
       );
     }
-    const values = {
+    const insert = trx.insertInto('events').values({
       tenant_id: event.tenantId,
       credential_id: event.credentialId ?? null,
       auth_client_id: event.authClientId ?? null,
       type: event.type,
       data: JSON.stringify(event.data ?? {}),
       created_at: now,
-    };
-    const webhookIds = await subscribedWebhookIds(executor, event.tenantId, event.type);
+    });
+    const webhookIds = await subscribedWebhookIds(trx, event.tenantId, event.type);
     if (webhookIds.length === 0 || !isWebhookEventType(event.type)) {
-      await executor.insertInto('events').values(values).execute();
+      await insert.execute();
       return;
     }
-    const type = event.type;
-    const write = async (writer: Transaction<Database>) => {
-      const inserted = await writer
-        .insertInto('events')
-        .values(values)
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      await insertDeliveries(
-        writer,
-        { id: Number(inserted.id), tenantId: event.tenantId, type },
-        webhookIds,
-        now,
-      );
-    };
-    if (trx !== undefined) await write(trx);
-    else await this.#db.transaction().execute(write);
+    const inserted = await insert.returning('id').executeTakeFirstOrThrow();
+    await insertDeliveries(
+      trx,
+      { id: Number(inserted.id), tenantId: event.tenantId, type: event.type },
+      webhookIds,
+      now,
+    );
   }
 
   /** A page of a tenant's events, oldest first (commit order), after the given id. */
