@@ -8,6 +8,7 @@
  *                          [--gap-ms 500,3000] [--clients 4] [--rate 20]
  *                          [--concurrency 10] [--grace 10]
  *                          [--log-dir <dir>] [--log-level warn]
+ *                          [--holder-liveness 1]
  *
  * For each personality, on fresh processes and a fresh PostgreSQL schema
  * (dropped afterwards; PostgreSQL missing fails the run):
@@ -47,6 +48,10 @@
  *   current (or in grace) on a live grant; reported: `reauth_required` with the
  *   interrupted-refresh reason; reported with another reason; broken: anything
  *   else (must be 0).
+ *
+ * `--holder-liveness 0` runs the replicas with TOKENWARDEN_HOLDER_LIVENESS=0: a
+ * dead replica's leases then only expire (the code before liveness locks), for a
+ * comparison in the same session.
  *
  * `--log-dir` writes each replica's log lines from the moment it is ready to
  * `<dir>/<instance>-<pid>.log`, at `--log-level` (`debug` adds every refresh
@@ -114,6 +119,9 @@ const concurrency = numberArg('concurrency', 10);
 const grace = numberArg('grace', 10);
 const logDir = stringArg('log-dir', '');
 const logLevel = stringArg('log-level', 'warn');
+const holderLiveness = stringArg('holder-liveness', '1');
+if (holderLiveness !== '1' && holderLiveness !== '0')
+  throw new Error('--holder-liveness: 1 (default) or 0');
 if (2 * timeoutMs > leaseSeconds * 1000)
   throw new Error('--timeout-ms must be at most half the lease (the vault refuses more)');
 
@@ -209,6 +217,7 @@ async function runPersonality(personality: 'microsoft' | 'strict') {
       TOKENWARDEN_REFRESH_BACKOFF_MS: '500',
       TOKENWARDEN_REFRESH_BACKOFF_MAX_MS: '5000',
       TOKENWARDEN_BACKGROUND_REFRESH: background ? '1' : '0',
+      TOKENWARDEN_HOLDER_LIVENESS: holderLiveness,
       // The fake provider listens on 127.0.0.1.
       TOKENWARDEN_ALLOW_LOOPBACK_ENDPOINTS: '1',
       LOG_LEVEL: logLevel,
@@ -480,6 +489,7 @@ async function runPersonality(personality: 'microsoft' | 'strict') {
       replicas: replicaCount,
       leaseSeconds,
       tokenTimeoutMs: timeoutMs,
+      holderLiveness: holderLiveness === '1',
       answerDelayMs,
       vaultLimits: `${profile}=${concurrency}/${rate}`,
       ...(personality === 'microsoft' ? { graceSeconds: grace } : {}),

@@ -43,6 +43,11 @@ export interface VaultConfig {
   readonly leaseSeconds: number;
   /** Timeout of one request to a token endpoint. */
   readonly tokenRequestTimeoutMs: number;
+  /**
+   * PostgreSQL: hold a liveness lock, and end at once the leases of a process whose
+   * lock is released (db/holder-liveness.ts). No effect on SQLite.
+   */
+  readonly holderLiveness: boolean;
   /** Decrypted credentials the token endpoint keeps in memory (0: no token cache). */
   readonly tokenCacheSize: number;
   /** A cached credential is read from the database again after this long at most. */
@@ -150,6 +155,7 @@ const schema = z.object({
     .optional(),
   TOKENWARDEN_LEASE_SECONDS: z.coerce.number().positive().max(600).default(30),
   TOKENWARDEN_TOKEN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  TOKENWARDEN_HOLDER_LIVENESS: booleanText.default(true),
   TOKENWARDEN_TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
   TOKENWARDEN_TOKEN_CACHE_MAX_AGE_MS: z.coerce.number().int().min(1).max(3_600_000).default(60_000),
   TOKENWARDEN_BACKGROUND_REFRESH: booleanText.default(true),
@@ -237,6 +243,7 @@ export function loadConfig(
       env.TOKENWARDEN_INSTANCE_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     leaseSeconds: env.TOKENWARDEN_LEASE_SECONDS,
     tokenRequestTimeoutMs: env.TOKENWARDEN_TOKEN_TIMEOUT_MS,
+    holderLiveness: env.TOKENWARDEN_HOLDER_LIVENESS,
     tokenCacheSize: env.TOKENWARDEN_TOKEN_CACHE_SIZE,
     tokenCacheMaxAgeMs: env.TOKENWARDEN_TOKEN_CACHE_MAX_AGE_MS,
     backgroundRefresh: env.TOKENWARDEN_BACKGROUND_REFRESH,

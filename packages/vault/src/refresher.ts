@@ -78,6 +78,11 @@ export class BackgroundRefresher {
     await this.#drain();
   }
 
+  /** Starts a pass now rather than at the next interval (leases of a dead process were ended). */
+  nudge(): void {
+    this.#wake?.();
+  }
+
   /** One pass, then waits for every refresh it started (tests, scripts). */
   async runOnce(): Promise<PassSummary> {
     const summary = await this.#pass();

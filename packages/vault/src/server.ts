@@ -8,9 +8,10 @@ import { ConnectFlow } from './connect-flow.ts';
 import { CredentialService } from './credential-service.ts';
 import { KEY_FILE_NAME, KeyringHolder, loadKeyring } from './crypto/keyring.ts';
 import { openDatabase, type VaultDatabase } from './db/database.ts';
+import { LIVENESS_APPLICATION_NAME } from './db/holder-liveness.ts';
 import { ALLOW_LOOPBACK_ENDPOINTS, endpointPolicyProblems } from './endpoint-policy.ts';
 import { buildApp } from './http/app.ts';
-import { createMetrics } from './http/metrics.ts';
+import { createMetrics, type VaultMetrics } from './http/metrics.ts';
 import { createLogger } from './logger.ts';
 import { ProviderLimiter, unknownProviders } from './refresher/provider-limits.ts';
 import { BackgroundRefresher } from './refresher.ts';
@@ -109,9 +110,44 @@ export async function startVault(
       closers.unshift(() => cache.stop());
       tokenCache = cache;
     }
+    let refresher: BackgroundRefresher | undefined;
+    let metrics: VaultMetrics | undefined;
+    const liveness = config.holderLiveness
+      ? database.holderLiveness({
+          applicationName: `${LIVENESS_APPLICATION_NAME} ${config.instanceId}`,
+          endLeases: (holder) => store.credentials.endLeasesOfHolder(holder, Date.now()),
+          onEnded: (holder, owners) => {
+            if (owners.length === 0) return;
+            metrics?.holderLeasesEnded.inc(owners.length);
+            logger.info(
+              { holder, leases: owners.length, owners: [...new Set(owners)] },
+              'a vault process ended (its liveness lock was released); its refresh leases were ended for takeover',
+            );
+            refresher?.nudge();
+          },
+          onEndFailed: (holder, error) =>
+            logger.warn(
+              { holder, err: error },
+              'could not end the leases of a vault process that ended; trying again',
+            ),
+          onState: (live, error) => {
+            if (live) logger.info('liveness lock held: this process’s leases end with it');
+            else
+              logger.warn(
+                { err: error },
+                'liveness lock not held: leases this process takes now only expire',
+              );
+          },
+        })
+      : undefined;
     const store = new VaultStore(database.db, cipher, catalog, {
       ...(tokenCache === undefined ? {} : { tokenCache }),
+      ...(liveness === undefined ? {} : { leaseHolder: () => liveness.holder() }),
     });
+    if (liveness !== undefined) {
+      liveness.start();
+      closers.unshift(() => liveness.stop());
+    }
     const now = Date.now();
     await store.tenants.ensureDefaultTenant(now);
     let firstAdminKey: string | undefined;
@@ -130,7 +166,7 @@ export async function startVault(
     }
 
     let publicUrl = config.publicUrl ?? '';
-    const metrics = createMetrics(store);
+    metrics = createMetrics(store, Date.now, liveness);
     const limits = new ProviderLimiter(config.providerLimits);
     const service = new CredentialService({
       metrics,
@@ -178,7 +214,7 @@ export async function startVault(
       closers.unshift(() => provider.close());
     }
     if (config.backgroundRefresh) {
-      const refresher = new BackgroundRefresher({
+      const started = new BackgroundRefresher({
         store,
         service,
         logger,
@@ -189,8 +225,9 @@ export async function startVault(
         intervalMs: config.refreshIntervalMs,
         claimSize: config.refreshClaimSize,
       });
-      refresher.start();
-      closers.unshift(() => refresher.stop());
+      started.start();
+      refresher = started;
+      closers.unshift(() => started.stop());
     }
     if (config.webhookDelivery) {
       const dispatcher = new WebhookDispatcher({

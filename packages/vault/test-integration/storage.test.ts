@@ -216,6 +216,7 @@ for (const engine of engines()) {
             '0005_last_error_in_doubt',
             '0006_abandoned_leases',
             '0007_events_by_credential',
+            '0008_lease_holder',
           ],
         );
         const again = new VaultStore(third.db, await fileCipher(database.dataDir), catalog);
@@ -252,7 +253,7 @@ for (const engine of engines()) {
           const rows = await sql<{
             n: number;
           }>`select count(*)::int as n from kysely_migration`.execute(a.db);
-          assert.equal(rows.rows[0]?.n, 7);
+          assert.equal(rows.rows[0]?.n, 8);
           await b.db.selectFrom('credentials').selectAll().execute();
         });
       }

@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { ChangeFeed } from '../store/token-cache.ts';
 import { PostgresNotifyFeed, SqliteDataVersionFeed } from './change-feed.ts';
+import { HolderLiveness, type HolderLivenessOptions } from './holder-liveness.ts';
 import { migrateToLatest } from './migrations.ts';
 import type { Database } from './schema.ts';
 
@@ -21,6 +22,13 @@ export interface VaultDatabase {
     /** PostgreSQL: the listener connection's application_name. */
     applicationName?: string;
   }): ChangeFeed;
+  /**
+   * PostgreSQL: this process's liveness lock and the watch on the others' (not
+   * started); undefined on SQLite, where leases only expire.
+   */
+  holderLiveness(
+    options: Omit<HolderLivenessOptions, 'connectionString' | 'namespace'>,
+  ): HolderLiveness | undefined;
   close(): Promise<void>;
 }
 
@@ -88,6 +96,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
       dialect: 'sqlite',
       description: `sqlite:${path}`,
       changeFeed: () => new SqliteDataVersionFeed(sqlite),
+      holderLiveness: () => undefined,
       close: () => db.destroy(),
     };
   }
@@ -136,10 +145,14 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
   const connectionString = options.databaseUrl;
   // The schema the trigger names in its notifications: where `credentials` really
   // is, which the server's search_path decides when no schema is configured.
-  const located = await sql<{ schema: string }>`
-    select n.nspname as schema from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  const located = await sql<{ schema: string; oid: number }>`
+    select n.nspname as schema, c.oid::int8 as oid
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
     where c.oid = to_regclass('credentials')`.execute(db);
   const tableSchema = located.rows[0]?.schema ?? schema;
+  const tableOid = located.rows[0]?.oid;
+  if (tableOid === undefined)
+    throw new Error('the credentials table was not found after migration');
   return {
     db,
     dialect: 'postgres',
@@ -154,6 +167,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<VaultDatab
         ...(feed?.onState === undefined ? {} : { onState: feed.onState }),
         ...(feed?.applicationName === undefined ? {} : { applicationName: feed.applicationName }),
       }),
+    holderLiveness: (liveness) =>
+      new HolderLiveness({ ...liveness, connectionString, namespace: tableOid }),
     close: () => db.destroy(),
   };
 }

@@ -249,6 +249,16 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    // Which process incarnation holds a lease (db/holder-liveness.ts): on PostgreSQL the
+    // number of the session advisory lock that process holds while it lives, so a lease
+    // whose holder's session ended is taken over at once instead of when it expires.
+    // Null on SQLite, and for a lease taken while the process's own lock was not known
+    // to be held.
+    '0008_lease_holder': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('credentials').addColumn('lease_holder', ms).execute();
+      },
+    },
   };
 }
 

@@ -108,6 +108,11 @@ export interface CredentialsTable {
    * lease was free: read back only through the claim's RETURNING. (0002)
    */
   lease_taken_from: string | null;
+  /**
+   * The holder's liveness lock number (db/holder-liveness.ts), or null: a lease whose
+   * holder's lock is seen released is ended at once for takeover. (0008)
+   */
+  lease_holder: number | null;
 }
 
 export type EventType =

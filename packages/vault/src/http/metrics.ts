@@ -25,12 +25,29 @@ export interface VaultMetrics {
   providerLimitWait: Histogram<'provider' | 'priority'>;
   /** Webhook deliveries by outcome. */
   webhookDeliveries: Counter<'outcome'>;
+  /** Leases ended at once because their holder's liveness lock was released. */
+  holderLeasesEnded: Counter;
 }
 
-export function createMetrics(store: VaultStore, now: () => number = Date.now): VaultMetrics {
+export function createMetrics(
+  store: VaultStore,
+  now: () => number = Date.now,
+  /** PostgreSQL: this process's liveness lock (db/holder-liveness.ts), when it has one. */
+  holderLiveness?: { readonly live: boolean },
+): VaultMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tokenwarden_' });
   const registers = [registry];
+  if (holderLiveness !== undefined) {
+    new Gauge({
+      name: 'tokenwarden_holder_liveness_live',
+      help: 'PostgreSQL: whether this process holds its liveness lock on a session of its own (1), so that its leases are taken over at once if it dies; 0 while it does not (leases it takes then only expire).',
+      registers,
+      collect() {
+        this.set(holderLiveness.live ? 1 : 0);
+      },
+    });
+  }
   new Gauge({
     name: 'tokenwarden_credentials',
     help: 'Credentials by status (database-wide).',
@@ -176,6 +193,11 @@ export function createMetrics(store: VaultStore, now: () => number = Date.now): 
       name: 'tokenwarden_webhook_deliveries_total',
       help: 'Webhook delivery attempts by outcome (delivered, failed, gave_up).',
       labelNames: ['outcome'],
+      registers,
+    }),
+    holderLeasesEnded: new Counter({
+      name: 'tokenwarden_dead_holder_leases_total',
+      help: 'Refresh leases this process ended at once because their holder’s liveness lock was released (PostgreSQL: a vault process died or lost its database session); each is then taken over without waiting for it to expire.',
       registers,
     }),
   };

@@ -84,11 +84,23 @@ export class CredentialRepository {
   readonly #db: Kysely<Database>;
   readonly #keyring: Cipher;
   readonly #cache: TokenCache | undefined;
+  readonly #leaseHolder: () => number | null;
 
-  constructor(db: Kysely<Database>, keyring: Cipher, cache?: TokenCache) {
+  /**
+   * `leaseHolder`: this process's liveness lock number while that lock is known to be
+   * held (PostgreSQL, db/holder-liveness.ts), else null; every lease this process takes
+   * or renews is stamped with it.
+   */
+  constructor(
+    db: Kysely<Database>,
+    keyring: Cipher,
+    cache?: TokenCache,
+    leaseHolder: () => number | null = () => null,
+  ) {
     this.#db = db;
     this.#keyring = keyring;
     this.#cache = cache;
+    this.#leaseHolder = leaseHolder;
   }
 
   /**
@@ -152,6 +164,7 @@ export class CredentialRepository {
       last_decision: null,
       last_decision_at: null,
       lease_taken_from: null,
+      lease_holder: null,
     };
   }
 
@@ -236,7 +249,7 @@ export class CredentialRepository {
     }
     let update = this.#db
       .updateTable('credentials')
-      .set({ lease_owner: owner, lease_until: now + leaseMs })
+      .set({ lease_owner: owner, lease_until: now + leaseMs, lease_holder: this.#leaseHolder() })
       .where('id', '=', id);
     update =
       row.lease_owner === null
@@ -321,6 +334,7 @@ export class CredentialRepository {
         lease_owner: owner,
         lease_until: now + leaseMs,
         lease_taken_from: eb.ref('lease_owner'),
+        lease_holder: this.#leaseHolder(),
       }))
       .where(
         postgres
@@ -357,7 +371,7 @@ export class CredentialRepository {
   async renewLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean> {
     const result = await this.#db
       .updateTable('credentials')
-      .set({ lease_until: now + leaseMs })
+      .set({ lease_until: now + leaseMs, lease_holder: this.#leaseHolder() })
       .where('id', '=', id)
       .where('lease_owner', '=', owner)
       .executeTakeFirst();
@@ -367,10 +381,32 @@ export class CredentialRepository {
   async releaseLease(id: string, owner: string): Promise<void> {
     await this.#db
       .updateTable('credentials')
-      .set({ lease_owner: null, lease_until: null })
+      .set({ lease_owner: null, lease_until: null, lease_holder: null })
       .where('id', '=', id)
       .where('lease_owner', '=', owner)
       .execute();
+  }
+
+  /**
+   * Ends, as of `now`, the unexpired leases of active credentials stamped with
+   * `holder`: a process whose liveness lock was seen released, so dead (or cut off
+   * from the database, which is treated the same). The leases stay with their owner
+   * (a renewal by a holder that is in fact alive still succeeds while nobody took
+   * over), but they count as abandoned: the next claim or token-endpoint caller takes
+   * them over. Returns the owners of the leases ended.
+   */
+  async endLeasesOfHolder(holder: number, now: number): Promise<string[]> {
+    const rows = await this.#db
+      .updateTable('credentials')
+      .set({ lease_until: now - 1 })
+      // Through credentials_held_lease (status, lease_until; leases held only).
+      .where('status', '=', 'active')
+      .where('lease_owner', 'is not', null)
+      .where('lease_until', '>=', now)
+      .where('lease_holder', '=', holder)
+      .returning('lease_owner')
+      .execute();
+    return rows.map((row) => row.lease_owner ?? '');
   }
 
   /**
@@ -477,7 +513,7 @@ export class CredentialRepository {
     if (failure.leaseOwner !== undefined) {
       await trx
         .updateTable('credentials')
-        .set({ lease_owner: null, lease_until: null })
+        .set({ lease_owner: null, lease_until: null, lease_holder: null })
         .where('id', '=', id)
         .where('lease_owner', '=', failure.leaseOwner)
         .execute();

@@ -26,14 +26,23 @@ export class VaultStore {
     db: Kysely<Database>,
     keyring: Cipher,
     catalog: ProviderCatalog,
-    options: { tokenCache?: TokenCache } = {},
+    options: {
+      tokenCache?: TokenCache;
+      /** This process's liveness lock number while it is held (see CredentialRepository). */
+      leaseHolder?: () => number | null;
+    } = {},
   ) {
     this.db = db;
     this.tokenCache = options.tokenCache;
     this.tenants = new TenantRepository(db);
     this.authClients = new AuthClientRepository(db, keyring, catalog);
     this.connectSessions = new ConnectSessionRepository(db);
-    this.credentials = new CredentialRepository(db, keyring, options.tokenCache);
+    this.credentials = new CredentialRepository(
+      db,
+      keyring,
+      options.tokenCache,
+      options.leaseHolder,
+    );
     this.events = new EventRepository(db);
     this.webhooks = new WebhookRepository(db, keyring);
   }
