@@ -115,7 +115,8 @@ export async function startVault(
     const liveness = config.holderLiveness
       ? database.holderLiveness({
           applicationName: `${LIVENESS_APPLICATION_NAME} ${config.instanceId}`,
-          endLeases: (holder) => store.credentials.endLeasesOfHolder(holder, Date.now()),
+          endLeases: (holder, namespace) =>
+            store.credentials.endLeasesOfHolder(holder, namespace, Date.now()),
           onEnded: (holder, owners) => {
             if (owners.length === 0) return;
             metrics?.holderLeasesEnded.inc(owners.length);
@@ -125,6 +126,8 @@ export async function startVault(
             );
             refresher?.nudge();
           },
+          onPollFailed: (error) =>
+            logger.warn({ err: error }, 'liveness poll failed; polling again'),
           onEndFailed: (holder, error) =>
             logger.warn(
               { holder, err: error },
@@ -212,6 +215,10 @@ export async function startVault(
       demoProvider = await startDemoProvider(store, config, publicUrl);
       const provider = demoProvider;
       closers.unshift(() => provider.close());
+    }
+    if (liveness !== undefined) {
+      // The refresher's first claims (abandoned leases first) should carry the stamp.
+      await liveness.ready(5_000).catch(() => undefined);
     }
     if (config.backgroundRefresh) {
       const started = new BackgroundRefresher({

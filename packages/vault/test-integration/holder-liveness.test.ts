@@ -12,6 +12,7 @@ import { before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { loadProviderCatalog, type ProviderCatalog, TokenSet } from '@tokenwarden/oauth';
+import { sql } from 'kysely';
 import { Keyring, parseKeyList } from '../src/crypto/keyring.ts';
 import type { HolderLiveness, HolderLivenessOptions } from '../src/db/holder-liveness.ts';
 import { VaultStore } from '../src/store/store.ts';
@@ -55,9 +56,9 @@ async function process_(
   let store: VaultStore | undefined;
   const liveness = handle.holderLiveness({
     pollMs: 50,
-    endLeases: (holder) => {
+    endLeases: (holder, namespace) => {
       assert.ok(store);
-      return store.credentials.endLeasesOfHolder(holder, Date.now());
+      return store.credentials.endLeasesOfHolder(holder, namespace, Date.now());
     },
     onEnded: (holder, owners) => ended.push({ holder, owners }),
     ...options,
@@ -110,7 +111,7 @@ const leaseOf = (store: VaultStore, id: string) =>
     .executeTakeFirstOrThrow();
 
 describe('postgres: holders’ liveness', () => {
-  test('a SIGKILLed process’s lease is ended within a second and taken over; a live holder’s is not', async (t) => {
+  test('a SIGKILLed process’s lease is ended within seconds (not its minute) and taken over; a live holder’s is not', async (t) => {
     const database = await postgres().create(t);
     const watcher = await process_(t, database);
     const id = await newCredential(watcher.store);
@@ -222,6 +223,35 @@ describe('postgres: holders’ liveness', () => {
       LEASE_MS,
     );
     assert.equal(lease.acquired, false);
+  });
+
+  test('a holder’s leases are not ended while its lock is held (checked in the ending transaction)', async (t) => {
+    const database = await postgres().create(t);
+    const holding = await process_(t, database);
+    const id = await newCredential(holding.store);
+    assert.equal(
+      (await holding.store.credentials.tryAcquireLease(id, 'holding~1', Date.now(), LEASE_MS))
+        .acquired,
+      true,
+    );
+    const holder = holding.liveness.holder();
+    assert.ok(holder !== null);
+    const { rows } = await sql<{
+      oid: number;
+    }>`select 'credentials'::regclass::oid::int8 as oid`.execute(holding.store.db);
+    const namespace = rows[0]?.oid;
+    assert.ok(namespace !== undefined);
+    // A watcher acting on a stale observation (the holder came back with its number).
+    assert.equal(
+      await holding.store.credentials.endLeasesOfHolder(holder, namespace, Date.now()),
+      undefined,
+    );
+    assert.equal((await leaseOf(holding.store, id)).lease_owner, 'holding~1');
+    await holding.liveness.stop();
+    assert.deepEqual(
+      await holding.store.credentials.endLeasesOfHolder(holder, namespace, Date.now()),
+      ['holding~1'],
+    );
   });
 
   test('a database restart ends no lease: the watcher forgets the holders it saw when its own session ends', async (t) => {

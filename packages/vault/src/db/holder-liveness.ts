@@ -12,9 +12,10 @@ export interface HolderLivenessOptions {
   namespace: number;
   /**
    * Ends the unexpired leases stamped with a holder whose lock was seen released
-   * (CredentialRepository.endLeasesOfHolder); resolves to their owners.
+   * (CredentialRepository.endLeasesOfHolder, given this namespace): resolves to
+   * their owners, or undefined when the holder's lock turned out held again.
    */
-  endLeases: (holder: number) => Promise<string[]>;
+  endLeases: (holder: number, namespace: number) => Promise<string[] | undefined>;
   applicationName?: string;
   /** How often the holders' locks are read (default 250 ms). */
   pollMs?: number;
@@ -27,6 +28,8 @@ export interface HolderLivenessOptions {
   onState?: (live: boolean, error?: unknown) => void;
   /** Told when another holder's leases were ended: its lock number and the leases' owners. */
   onEnded?: (holder: number, owners: string[]) => void;
+  /** Told when a poll's statement failed (the session is kept; polled again). */
+  onPollFailed?: (error: unknown) => void;
   /** Told when ending a gone holder's leases failed (tried again at the next poll). */
   onEndFailed?: (holder: number, error: unknown) => void;
   random?: () => number;
@@ -74,7 +77,10 @@ export class HolderLiveness {
   /** Other holders seen on this session, with how many polls in a row found them gone. */
   readonly #seen = new Map<number, number>();
   #live = false;
-  #warnedPooled = false;
+  /** The backend pid of the session that took this process's lock. */
+  #lockPid: number | undefined;
+  /** The lock turned out to belong to another session than the polling one (a pooler). */
+  #pooled = false;
   #stopped = false;
   #retryMs: number;
   #timer: NodeJS.Timeout | undefined;
@@ -124,10 +130,11 @@ export class HolderLiveness {
     const client = new pg.Client({
       connectionString: this.#options.connectionString,
       application_name: this.#options.applicationName ?? LIVENESS_APPLICATION_NAME,
+      // A dead peer is found by TCP keep-alive, not by a query timeout: ending the
+      // session over a slow answer would release a live process's lock.
       keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       connectionTimeoutMillis: 5_000,
-      // A poll that hangs (a dead peer) fails the connection instead of stalling it.
-      query_timeout: 5_000,
     });
     this.#client = client;
     let failed = false;
@@ -152,14 +159,18 @@ export class HolderLiveness {
       return;
     }
     if (failed || this.#stopped) return;
+    this.#pooled = false;
     this.#retryMs = this.#options.retryMs ?? 250;
     const loop = async () => {
       if (this.#stopped || this.#client !== client) return;
       try {
-        await this.#poll(client);
+        await this.#poll(client, () => this.#client !== client || failed);
       } catch (error) {
-        fail(error);
-        return;
+        // A failed statement (a statement_timeout, a slow database) keeps the session
+        // and its lock: nothing is verified this time, so after four intervals this
+        // process stamps nothing until a poll succeeds. A dropped connection is told
+        // by the client's 'error' and 'end'.
+        this.#options.onPollFailed?.(error);
       }
       if (this.#stopped || this.#client !== client || failed) return;
       this.#timer = setTimeout(() => void loop(), this.#pollMs);
@@ -173,11 +184,14 @@ export class HolderLiveness {
     const namespace = this.#options.namespace | 0;
     let holder = this.#holder ?? this.#pick();
     for (let attempt = 0; attempt < 16; attempt++) {
-      const { rows } = await client.query<{ locked: boolean }>(
-        'select pg_try_advisory_lock($1::int4, $2::int4) as locked',
+      const { rows } = await client.query<{ locked: boolean; pid: number }>(
+        'select pg_try_advisory_lock($1::int4, $2::int4) as locked, pg_backend_pid() as pid',
         [namespace, holder],
       );
-      if (rows[0]?.locked === true) return holder;
+      if (rows[0]?.locked === true) {
+        this.#lockPid = rows[0].pid;
+        return holder;
+      }
       // Held by another process, or by this one's previous session not yet ended.
       holder = this.#pick();
     }
@@ -188,7 +202,8 @@ export class HolderLiveness {
     return 1 + Math.floor(this.#random() * MAX_HOLDER);
   }
 
-  async #poll(client: pg.Client): Promise<void> {
+  async #poll(client: pg.Client, superseded: () => boolean): Promise<void> {
+    if (this.#pooled) return;
     const { rows } = await client.query<{ me: number; holders: string[]; pids: number[] }>(
       `select pg_backend_pid() as me,
               coalesce(array_agg(l.objid::int8), '{}') as holders,
@@ -208,17 +223,23 @@ export class HolderLiveness {
       if (holder === this.#holder) mine = row.pids[index];
       else present.add(holder);
     });
-    if (mine === undefined) throw new Error("this process's liveness lock is no longer held");
-    if (mine !== row.me) {
-      // The lock belongs to another server connection than the one answering: a
-      // transaction-mode pooler. Nothing is stamped; leases only expire.
-      if (!this.#warnedPooled) {
-        this.#warnedPooled = true;
-        const error = new Error(
-          'the liveness lock is held by another server connection than the one polling (a transaction-mode pooler?): leases of dead processes are taken over only when they expire; give the vault a direct or session-mode database URL',
-        );
-        guarded(() => this.#options.onState?.(false, error));
-      }
+    // The lock must be held by the very session that took it, that answers this poll,
+    // and that the connection's startup named (a pooler hands out keys of its own).
+    const processId = (client as { processID?: number }).processID;
+    if (mine === undefined || mine !== row.me || row.me !== this.#lockPid || processId !== row.me) {
+      // A transaction-mode pooler (or a reset that dropped the lock). For good on this
+      // connection: a poll landing on the lock's server connection by chance proves
+      // nothing, and the pooler may close that one while this process lives. Nor are
+      // others watched: the pooler's client connection outlives a database restart,
+      // so "seen on this session" would mean nothing.
+      this.#pooled = true;
+      this.#seen.clear();
+      this.#verifiedAt = Number.NEGATIVE_INFINITY;
+      this.#live = false;
+      const error = new Error(
+        'the liveness lock is not held by the session polling it (a transaction-mode pooler?): leases of dead processes are taken over only when they expire; give the vault a direct or session-mode database URL',
+      );
+      guarded(() => this.#options.onState?.(false, error));
       return;
     }
     this.#verifiedAt = this.#now();
@@ -234,13 +255,21 @@ export class HolderLiveness {
         this.#seen.set(holder, misses + 1);
         continue;
       }
-      let owners: string[];
+      let owners: string[] | undefined;
       try {
-        owners = await this.#options.endLeases(holder);
+        owners = await this.#options.endLeases(holder, this.#options.namespace);
       } catch (error) {
         // Through the pool, which may be down while this session is not: kept, and
         // tried again at the next poll (this session's failure would forget it).
         guarded(() => this.#options.onEndFailed?.(holder, error));
+        if (superseded()) return;
+        continue;
+      }
+      // This session ended meanwhile: what it saw is forgotten (#lost), not acted on.
+      if (superseded()) return;
+      if (owners === undefined) {
+        // Held again (the holder came back with its number): alive.
+        this.#seen.set(holder, 0);
         continue;
       }
       this.#seen.delete(holder);

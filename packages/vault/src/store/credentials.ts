@@ -393,20 +393,34 @@ export class CredentialRepository {
    * from the database, which is treated the same). The leases stay with their owner
    * (a renewal by a holder that is in fact alive still succeeds while nobody took
    * over), but they count as abandoned: the next claim or token-endpoint caller takes
-   * them over. Returns the owners of the leases ended.
+   * them over. Returns the owners of the leases ended, or undefined when the holder's
+   * lock (`namespace`, `holder`) is held again: checked in the same transaction with
+   * a transaction-level lock on it, so a holder that came back with its number cannot
+   * stamp a lease that is then ended.
    */
-  async endLeasesOfHolder(holder: number, now: number): Promise<string[]> {
-    const rows = await this.#db
-      .updateTable('credentials')
-      .set({ lease_until: now - 1 })
-      // Through credentials_held_lease (status, lease_until; leases held only).
-      .where('status', '=', 'active')
-      .where('lease_owner', 'is not', null)
-      .where('lease_until', '>=', now)
-      .where('lease_holder', '=', holder)
-      .returning('lease_owner')
-      .execute();
-    return rows.map((row) => row.lease_owner ?? '');
+  async endLeasesOfHolder(
+    holder: number,
+    namespace: number,
+    now: number,
+  ): Promise<string[] | undefined> {
+    return this.#db.transaction().execute(async (trx) => {
+      const free = await sql<{ free: boolean }>`
+        select pg_try_advisory_xact_lock(${namespace | 0}::int4, ${holder}::int4) as free`.execute(
+        trx,
+      );
+      if (free.rows[0]?.free !== true) return undefined;
+      const rows = await trx
+        .updateTable('credentials')
+        .set({ lease_until: now - 1 })
+        // Through credentials_held_lease (status, lease_until; leases held only).
+        .where('status', '=', 'active')
+        .where('lease_owner', 'is not', null)
+        .where('lease_until', '>=', now)
+        .where('lease_holder', '=', holder)
+        .returning('lease_owner')
+        .execute();
+      return rows.map((row) => row.lease_owner ?? '');
+    });
   }
 
   /**
