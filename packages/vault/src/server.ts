@@ -115,8 +115,8 @@ export async function startVault(
     const liveness = config.holderLiveness
       ? database.holderLiveness({
           applicationName: `${LIVENESS_APPLICATION_NAME} ${config.instanceId}`,
-          endLeases: (holder, namespace) =>
-            store.credentials.endLeasesOfHolder(holder, namespace, Date.now()),
+          endLeases: (holder, namespaceKey) =>
+            store.credentials.endLeasesOfHolder(holder, namespaceKey, Date.now()),
           onEnded: (holder, owners) => {
             if (owners.length === 0) return;
             metrics?.holderLeasesEnded.inc(owners.length);

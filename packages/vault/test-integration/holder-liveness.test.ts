@@ -56,9 +56,9 @@ async function process_(
   let store: VaultStore | undefined;
   const liveness = handle.holderLiveness({
     pollMs: 50,
-    endLeases: (holder, namespace) => {
+    endLeases: (holder, namespaceKey) => {
       assert.ok(store);
-      return store.credentials.endLeasesOfHolder(holder, namespace, Date.now());
+      return store.credentials.endLeasesOfHolder(holder, namespaceKey, Date.now());
     },
     onEnded: (holder, owners) => ended.push({ holder, owners }),
     ...options,
@@ -239,17 +239,18 @@ describe('postgres: holders’ liveness', () => {
     const { rows } = await sql<{
       oid: number;
     }>`select 'credentials'::regclass::oid::int8 as oid`.execute(holding.store.db);
-    const namespace = rows[0]?.oid;
-    assert.ok(namespace !== undefined);
+    const oid = rows[0]?.oid;
+    assert.ok(oid !== undefined);
+    const namespaceKey = oid | 0; // as the lock takes it (int4)
     // A watcher acting on a stale observation (the holder came back with its number).
     assert.equal(
-      await holding.store.credentials.endLeasesOfHolder(holder, namespace, Date.now()),
+      await holding.store.credentials.endLeasesOfHolder(holder, namespaceKey, Date.now()),
       undefined,
     );
     assert.equal((await leaseOf(holding.store, id)).lease_owner, 'holding~1');
     await holding.liveness.stop();
     assert.deepEqual(
-      await holding.store.credentials.endLeasesOfHolder(holder, namespace, Date.now()),
+      await holding.store.credentials.endLeasesOfHolder(holder, namespaceKey, Date.now()),
       ['holding~1'],
     );
   });

@@ -1,6 +1,7 @@
 import type SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { ChangeFeed, ChangeSink } from '../store/token-cache.ts';
+import { endQuietly, guarded } from './dedicated-connection.ts';
 
 /**
  * The NOTIFY channel of credential changes (migration 0004's trigger). One
@@ -249,21 +250,6 @@ export class PostgresNotifyFeed implements ChangeFeed {
     this.#sink = undefined;
     const client = this.#client;
     this.#client = undefined;
-    if (client !== undefined) {
-      client.removeAllListeners('end');
-      client.removeAllListeners('error');
-      client.on('error', () => undefined);
-      await client.end().catch(() => undefined);
-    }
-  }
-}
-
-/** Runs a callback from inside pg's event handlers: a throw must not break the reconnect logic. */
-function guarded(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // The sink (the cache) and the state callback (a log line) do not throw in practice;
-    // if one did, dropping that call beats an exception inside pg's socket handling.
+    if (client !== undefined) await endQuietly(client);
   }
 }

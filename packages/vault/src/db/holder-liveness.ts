@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { endQuietly, guarded } from './dedicated-connection.ts';
 
 /** The liveness connection's `application_name` (followed by the instance id). */
 export const LIVENESS_APPLICATION_NAME = 'tokenwarden-liveness';
@@ -12,10 +13,11 @@ export interface HolderLivenessOptions {
   namespace: number;
   /**
    * Ends the unexpired leases stamped with a holder whose lock was seen released
-   * (CredentialRepository.endLeasesOfHolder, given this namespace): resolves to
-   * their owners, or undefined when the holder's lock turned out held again.
+   * (CredentialRepository.endLeasesOfHolder, given the locks' first key, the
+   * namespace as int4): resolves to their owners, or undefined when the holder's
+   * lock turned out held again.
    */
-  endLeases: (holder: number, namespace: number) => Promise<string[] | undefined>;
+  endLeases: (holder: number, namespaceKey: number) => Promise<string[] | undefined>;
   applicationName?: string;
   /** How often the holders' locks are read (default 250 ms). */
   pollMs?: number;
@@ -70,6 +72,8 @@ export class HolderLiveness {
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #pollMs: number;
+  /** The locks' first key: the namespace (an oid) as the int4 pg_advisory_lock takes. */
+  readonly #namespaceKey: number;
   #client: pg.Client | undefined;
   #holder: number | undefined;
   /** When a poll last found this process's lock held by its own session (monotonic ms). */
@@ -90,6 +94,7 @@ export class HolderLiveness {
     this.#now = options.now ?? performance.now.bind(performance);
     this.#random = options.random ?? Math.random;
     this.#pollMs = options.pollMs ?? 250;
+    this.#namespaceKey = options.namespace | 0;
     this.#retryMs = options.retryMs ?? 250;
   }
 
@@ -181,12 +186,11 @@ export class HolderLiveness {
 
   /** Takes this process's lock: its number from before a reconnect if free, else a new one. */
   async #lock(client: pg.Client): Promise<number> {
-    const namespace = this.#options.namespace | 0;
     let holder = this.#holder ?? this.#pick();
     for (let attempt = 0; attempt < 16; attempt++) {
       const { rows } = await client.query<{ locked: boolean; pid: number }>(
         'select pg_try_advisory_lock($1::int4, $2::int4) as locked, pg_backend_pid() as pid',
-        [namespace, holder],
+        [this.#namespaceKey, holder],
       );
       if (rows[0]?.locked === true) {
         this.#lockPid = rows[0].pid;
@@ -257,7 +261,7 @@ export class HolderLiveness {
       }
       let owners: string[] | undefined;
       try {
-        owners = await this.#options.endLeases(holder, this.#options.namespace);
+        owners = await this.#options.endLeases(holder, this.#namespaceKey);
       } catch (error) {
         // Through the pool, which may be down while this session is not: kept, and
         // tried again at the next poll (this session's failure would forget it).
@@ -294,20 +298,6 @@ export class HolderLiveness {
     this.#live = false;
     const client = this.#client;
     this.#client = undefined;
-    if (client !== undefined) {
-      client.removeAllListeners('end');
-      client.removeAllListeners('error');
-      client.on('error', () => undefined);
-      await client.end().catch(() => undefined);
-    }
-  }
-}
-
-/** Runs a callback from inside pg's event handlers: a throw must not break the reconnect logic. */
-function guarded(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // The callbacks are log lines and a metric; losing one beats breaking the loop.
+    if (client !== undefined) await endQuietly(client);
   }
 }

@@ -394,18 +394,18 @@ export class CredentialRepository {
    * (a renewal by a holder that is in fact alive still succeeds while nobody took
    * over), but they count as abandoned: the next claim or token-endpoint caller takes
    * them over. Returns the owners of the leases ended, or undefined when the holder's
-   * lock (`namespace`, `holder`) is held again: checked in the same transaction with
+   * lock (`namespaceKey`, `holder`) is held again: checked in the same transaction with
    * a transaction-level lock on it, so a holder that came back with its number cannot
-   * stamp a lease that is then ended.
+   * stamp a lease that is then ended. PostgreSQL only.
    */
   async endLeasesOfHolder(
     holder: number,
-    namespace: number,
+    namespaceKey: number,
     now: number,
   ): Promise<string[] | undefined> {
     return this.#db.transaction().execute(async (trx) => {
       const free = await sql<{ free: boolean }>`
-        select pg_try_advisory_xact_lock(${namespace | 0}::int4, ${holder}::int4) as free`.execute(
+        select pg_try_advisory_xact_lock(${namespaceKey}::int4, ${holder}::int4) as free`.execute(
         trx,
       );
       if (free.rows[0]?.free !== true) return undefined;
